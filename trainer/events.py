@@ -1,0 +1,120 @@
+"""The wire format between a trainer and whatever listens to it (DESIGN.md §3).
+
+Light on purpose: the desktop's receiver validates with these same models, so the two ends can
+never drift. pydantic and the standard library only.
+
+An event-log line (``events.jsonl`` in the output folder) is one JSON object:
+``{"seq": 1, "kind": "metric" | "alert", "data": {...}}`` where ``data`` is a MetricPoint or an
+Alert as sent over HTTP. ``seq`` starts at 1 and never repeats within one output folder.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+METRICS_PATH = "/api/training/local/metrics"
+ALERTS_PATH = "/api/alerts/trigger"
+EVENT_LOG_NAME = "events.jsonl"
+
+# The six alert types of the contract, then Tunedeck's own health alerts.
+AlertType = Literal[
+    "job_started",
+    "job_completed",
+    "job_failed",
+    "job_cancelled",
+    "gpu_oom",
+    "timeout_warning",
+    "loss_nan",
+    "loss_spike",
+    "stalled",
+    "budget_warning",
+]
+ALERT_TYPES: tuple[str, ...] = get_args(AlertType)
+FINAL_ALERTS = frozenset({"job_completed", "job_failed", "job_cancelled"})
+
+# The named metric fields of the contract. Anything else a trainer sends is kept as an extra.
+METRIC_FIELDS: tuple[str, ...] = (
+    "epoch",
+    "train_loss",
+    "eval_loss",
+    "learning_rate",
+    "grad_norm",
+    "samples_per_second",
+    "tokens_per_second",
+    "gpu_memory_allocated_gb",
+    "gpu_memory_reserved_gb",
+    "gpu_utilization_percent",
+    "perplexity",
+)
+
+MAX_POINTS_PER_REQUEST = 5000
+
+
+class MetricPoint(BaseModel):
+    """One metric point. Unknown extra fields are kept (numbers, strings, booleans or null)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    step: int = Field(ge=0, le=2**53)
+    epoch: float | None = None
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    samples_per_second: float | None = None
+    tokens_per_second: float | None = None
+    gpu_memory_allocated_gb: float | None = None
+    gpu_memory_reserved_gb: float | None = None
+    gpu_utilization_percent: float | None = None
+    perplexity: float | None = None
+    timestamp: str | None = None
+
+    def values(self) -> dict[str, Any]:
+        """Every non-null field except step, extras included."""
+        return {k: v for k, v in self.model_dump().items() if k != "step" and v is not None}
+
+
+class MetricsBatch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str = Field(min_length=1, max_length=200)
+    metrics: list[MetricPoint] = Field(min_length=1, max_length=MAX_POINTS_PER_REQUEST)
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: AlertType
+    job_id: str = Field(min_length=1, max_length=200)
+    user_id: str = Field(default="local", max_length=200)
+    model_name: str | None = None
+    status: str | None = None
+    progress: float | None = None
+    current_step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    duration: int | None = Field(default=None, description="milliseconds")
+    error_message: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+
+
+def utc_now_iso() -> str:
+    """ISO-8601 UTC with a trailing Z, as the contract's timestamps are written."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or infinity: a non-finite float travels as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def clean_payload(data: dict[str, Any]) -> dict[str, Any]:
+    """Drop non-finite floats so that the payload is strict JSON."""
+    return {k: finite_or_none(v) for k, v in data.items()}
