@@ -212,7 +212,10 @@ class TrainingSection(Section):
     )
     warmup_steps: int = option(0, description="Linear warm-up steps.", ge=0)
     warmup_ratio: float = option(
-        0.0, description="Warm-up as a share of all steps (ignored when warmup_steps > 0).", ge=0, le=1
+        0.0,
+        description="Warm-up as a share of all steps (ignored when warmup_steps > 0).",
+        ge=0,
+        le=1,
     )
     lr_scheduler_type: Literal[
         "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"
@@ -223,9 +226,7 @@ class TrainingSection(Section):
     )
     optimizer: Literal[
         "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit", "paged_adamw_8bit"
-    ] = option(
-        "adamw_torch", description="Optimiser; the 8-bit ones need bitsandbytes and a GPU."
-    )
+    ] = option("adamw_torch", description="Optimiser; the 8-bit ones need bitsandbytes and a GPU.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto",
         description="Mixed precision for training; 'auto' is bf16 on GPUs that support it, "
@@ -248,9 +249,15 @@ class AdapterSection(Section):
         "model (needs a CUDA GPU and bitsandbytes); full trains every weight.",
         basic=True,
     )
-    r: int = option(16, title="LoRA rank", description="Rank of the LoRA matrices.", basic=True, ge=1, le=1024)
-    alpha: int = option(32, title="LoRA alpha", description="LoRA scaling numerator.", ge=1, le=4096)
-    dropout: float = option(0.05, title="LoRA dropout", description="Dropout on LoRA inputs.", ge=0, lt=1)
+    r: int = option(
+        16, title="LoRA rank", description="Rank of the LoRA matrices.", basic=True, ge=1, le=1024
+    )
+    alpha: int = option(
+        32, title="LoRA alpha", description="LoRA scaling numerator.", ge=1, le=4096
+    )
+    dropout: float = option(
+        0.05, title="LoRA dropout", description="Dropout on LoRA inputs.", ge=0, lt=1
+    )
     target_modules: str = option(
         "all-linear",
         description="Modules that get adapters: 'all-linear' or a comma-separated list of "
@@ -295,7 +302,9 @@ class LoggingSection(Section):
     logging_steps: int = option(
         5, description="Report metrics every this many optimiser steps.", ge=1
     )
-    tensorboard: bool = option(False, description="Also write TensorBoard logs to the output folder.")
+    tensorboard: bool = option(
+        False, description="Also write TensorBoard logs to the output folder."
+    )
     loss_spike_factor: float = option(
         3.0,
         description="Raise a loss_spike alert when a loss exceeds this multiple of its recent "
@@ -368,23 +377,31 @@ class CPTSection(Section):
 
 
 class DPOSection(Section):
-    beta: float = option(0.1, description="Strength of the KL penalty to the reference model.", basic=True, gt=0)
-    loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "apo_zero", "apo_down"] = option(
-        "sigmoid", description="DPO loss variant."
+    beta: float = option(
+        0.1, description="Strength of the KL penalty to the reference model.", basic=True, gt=0
     )
-    label_smoothing: float = option(0.0, description="Assumed label noise (robust/cDPO).", ge=0, lt=0.5)
+    loss_type: Literal[
+        "sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "apo_zero", "apo_down"
+    ] = option("sigmoid", description="DPO loss variant.")
+    label_smoothing: float = option(
+        0.0, description="Assumed label noise (robust/cDPO).", ge=0, lt=0.5
+    )
     max_prompt_length: int | None = option(
         None, description="Truncate prompts to this many tokens; empty for max_length.", ge=1
     )
 
 
 class ORPOSection(Section):
-    beta: float = option(0.1, description="Weight of the odds-ratio term (lambda in the paper).", basic=True, gt=0)
+    beta: float = option(
+        0.1, description="Weight of the odds-ratio term (lambda in the paper).", basic=True, gt=0
+    )
 
 
 class KTOSection(Section):
     beta: float = option(0.1, description="Strength of the KL penalty.", basic=True, gt=0)
-    desirable_weight: float = option(1.0, description="Loss weight of desirable (label true) rows.", gt=0)
+    desirable_weight: float = option(
+        1.0, description="Loss weight of desirable (label true) rows.", gt=0
+    )
     undesirable_weight: float = option(1.0, description="Loss weight of undesirable rows.", gt=0)
 
 
@@ -400,7 +417,10 @@ class GenerationOptions(Section):
     )
     temperature: float = option(1.0, description="Sampling temperature.", gt=0, le=10)
     beta: float = option(
-        0.0, title="KL beta", description="KL penalty to the reference policy (0 disables it).", ge=0
+        0.0,
+        title="KL beta",
+        description="KL penalty to the reference policy (0 disables it).",
+        ge=0,
     )
 
 
@@ -431,9 +451,13 @@ class RLHFSection(GenerationOptions):
         widget="dataset",
     )
     reward_epochs: float = option(1.0, description="Epochs of reward-model training.", gt=0)
-    reward_learning_rate: float = option(1e-4, description="Reward-model learning rate.", gt=0, le=1)
+    reward_learning_rate: float = option(
+        1e-4, description="Reward-model learning rate.", gt=0, le=1
+    )
     policy_algorithm: Literal["rloo", "grpo"] = option(
-        "rloo", description="Online algorithm that optimises the policy against the reward model.", basic=True
+        "rloo",
+        description="Online algorithm that optimises the policy against the reward model.",
+        basic=True,
     )
 
 
@@ -470,22 +494,50 @@ class RunConfig(Section):
         pattern=r"^[\w][\w .-]*$",
     )
     method: Method = option("sft", description="Training method.", basic=True)
-    model: ModelSection = option(default_factory=ModelSection, description="The model to fine-tune.")
+    model: ModelSection = option(
+        default_factory=ModelSection, description="The model to fine-tune."
+    )
     dataset: DatasetSection = option(default_factory=DatasetSection, description="Training data.")
-    training: TrainingSection = option(default_factory=TrainingSection, description="Hyperparameters.")
-    adapter: AdapterSection = option(default_factory=AdapterSection, description="LoRA, QLoRA or full fine-tuning.")
-    evaluation: EvaluationSection = option(default_factory=EvaluationSection, description="Evaluation.")
-    checkpoint: CheckpointSection = option(default_factory=CheckpointSection, description="Checkpoints and resuming.")
-    logging: LoggingSection = option(default_factory=LoggingSection, description="Metric reporting.")
+    training: TrainingSection = option(
+        default_factory=TrainingSection, description="Hyperparameters."
+    )
+    adapter: AdapterSection = option(
+        default_factory=AdapterSection, description="LoRA, QLoRA or full fine-tuning."
+    )
+    evaluation: EvaluationSection = option(
+        default_factory=EvaluationSection, description="Evaluation."
+    )
+    checkpoint: CheckpointSection = option(
+        default_factory=CheckpointSection, description="Checkpoints and resuming."
+    )
+    logging: LoggingSection = option(
+        default_factory=LoggingSection, description="Metric reporting."
+    )
     output: OutputSection = option(default_factory=OutputSection, description="Where results go.")
-    runtime: RuntimeSection = option(default_factory=RuntimeSection, description="Devices and limits.")
-    sft: SFTSection = option(default_factory=SFTSection, description="SFT options.", methods=("sft",))
-    cpt: CPTSection = option(default_factory=CPTSection, description="Continued pre-training options.", methods=("cpt",))
-    dpo: DPOSection = option(default_factory=DPOSection, description="DPO options.", methods=("dpo",))
-    orpo: ORPOSection = option(default_factory=ORPOSection, description="ORPO options.", methods=("orpo",))
-    kto: KTOSection = option(default_factory=KTOSection, description="KTO options.", methods=("kto",))
-    grpo: GRPOSection = option(default_factory=GRPOSection, description="GRPO options.", methods=("grpo",))
-    rlhf: RLHFSection = option(default_factory=RLHFSection, description="RLHF options.", methods=("rlhf",))
+    runtime: RuntimeSection = option(
+        default_factory=RuntimeSection, description="Devices and limits."
+    )
+    sft: SFTSection = option(
+        default_factory=SFTSection, description="SFT options.", methods=("sft",)
+    )
+    cpt: CPTSection = option(
+        default_factory=CPTSection, description="Continued pre-training options.", methods=("cpt",)
+    )
+    dpo: DPOSection = option(
+        default_factory=DPOSection, description="DPO options.", methods=("dpo",)
+    )
+    orpo: ORPOSection = option(
+        default_factory=ORPOSection, description="ORPO options.", methods=("orpo",)
+    )
+    kto: KTOSection = option(
+        default_factory=KTOSection, description="KTO options.", methods=("kto",)
+    )
+    grpo: GRPOSection = option(
+        default_factory=GRPOSection, description="GRPO options.", methods=("grpo",)
+    )
+    rlhf: RLHFSection = option(
+        default_factory=RLHFSection, description="RLHF options.", methods=("rlhf",)
+    )
 
     # -- method-dependent defaults ------------------------------------------------------------
 
@@ -525,7 +577,10 @@ class RunConfig(Section):
     def _generation_batch_divides(self) -> RunConfig:
         if self.method in ("grpo", "rlhf"):
             gen = self.grpo if self.method == "grpo" else self.rlhf
-            batch = self.training.per_device_train_batch_size * self.training.gradient_accumulation_steps
+            batch = (
+                self.training.per_device_train_batch_size
+                * self.training.gradient_accumulation_steps
+            )
             if batch % gen.num_generations:
                 raise ValueError(
                     f"training.per_device_train_batch_size: batch size x gradient accumulation "
@@ -546,7 +601,10 @@ class RunConfig(Section):
             raise ValueError(
                 "adapter.kind: QLoRA needs a CUDA GPU; choose 'lora' or 'full' to train on a CPU"
             )
-        if self.training.optimizer in ("adamw_8bit", "paged_adamw_8bit") and self.runtime.device == "cpu":
+        if (
+            self.training.optimizer in ("adamw_8bit", "paged_adamw_8bit")
+            and self.runtime.device == "cpu"
+        ):
             raise ValueError("training.optimizer: 8-bit optimisers need a CUDA GPU")
         return self
 
@@ -605,7 +663,9 @@ def format_validation_error(err: ValidationError) -> list[str]:
                 lines.append(msg)
                 continue
         if e["type"] == "extra_forbidden":
-            lines.append(f"{loc}: unknown field (check the spelling; see `python -m trainer schema`)")
+            lines.append(
+                f"{loc}: unknown field (check the spelling; see `python -m trainer schema`)"
+            )
             continue
         given = e.get("input")
         shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
@@ -618,7 +678,9 @@ def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
     version = data.get("version", CONFIG_VERSION)
     if not isinstance(version, int) or version > CONFIG_VERSION:
         raise ConfigError(
-            [f"version: this Tunedeck reads config versions up to {CONFIG_VERSION} (got {version!r})"]
+            [
+                f"version: this Tunedeck reads config versions up to {CONFIG_VERSION} (got {version!r})"
+            ]
         )
     return data
 
