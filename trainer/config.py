@@ -679,7 +679,8 @@ def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(version, int) or version > CONFIG_VERSION:
         raise ConfigError(
             [
-                f"version: this Tunedeck reads config versions up to {CONFIG_VERSION} (got {version!r})"
+                f"version: this Tunedeck reads config versions up to {CONFIG_VERSION} "
+                f"(got {version!r})"
             ]
         )
     return data
