@@ -1,0 +1,49 @@
+"""Training methods: one module per method, each a thin ``build_trainer(ctx)`` over TRL.
+
+The registry maps a method name to its module, imported only when asked for, so that listing
+methods costs nothing and a run loads only the TRL trainer it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from trainer.config import METHODS, RunConfig
+from trainer.modeling import DevicePlan
+
+MODULES: dict[str, str] = {m: f"trainer.methods.{m}" for m in METHODS}
+
+
+@dataclass
+class MethodContext:
+    """Everything a method's builder needs; run.py fills it in, tests build it by hand."""
+
+    cfg: RunConfig
+    model: Any
+    tokenizer: Any
+    train_dataset: Any
+    eval_dataset: Any | None
+    plan: DevicePlan
+    output_dir: Path
+    model_path: str  # where the base model loads from (the rlhf reward model starts from it)
+    args: dict[str, Any] = field(default_factory=dict)  # common TRL config kwargs
+    callbacks: list[Any] = field(default_factory=list)
+    base_dir: Path | None = None  # where relative paths in the config (reward files) resolve
+    reward_train_dataset: Any | None = None  # rlhf: preference pairs for the reward model
+    reward_eval_dataset: Any | None = None
+
+
+def method_module(method: str) -> ModuleType:
+    """The module that builds ``method``'s trainer."""
+    if method not in MODULES:
+        raise ValueError(f"unknown method {method!r}; one of {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[method])
+
+
+def build_trainer(ctx: MethodContext) -> Any:
+    """A ready ``transformers.Trainer`` for ``ctx.cfg.method``."""
+    return method_module(ctx.cfg.method).build_trainer(ctx)

@@ -1,0 +1,30 @@
+"""Continued pre-training: raw text, packed into full-length blocks, loss on every token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer.methods import MethodContext
+from trainer.modeling import lora_config
+
+
+def build_trainer(ctx: MethodContext) -> Any:
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = ctx.cfg
+    args = SFTConfig(
+        **ctx.args,
+        max_length=cfg.training.max_length,
+        packing=cfg.cpt.packing,
+        completion_only_loss=False,
+        dataset_text_field="text",
+    )
+    return SFTTrainer(
+        model=ctx.model,
+        args=args,
+        train_dataset=ctx.train_dataset,
+        eval_dataset=ctx.eval_dataset,
+        processing_class=ctx.tokenizer,
+        peft_config=lora_config(cfg),
+        callbacks=ctx.callbacks,
+    )

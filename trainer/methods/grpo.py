@@ -1,0 +1,46 @@
+"""GRPO: sample a group of completions per prompt, score them with reward functions, and push
+the policy toward the better ones in each group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer.config import ConfigError, GenerationOptions
+from trainer.methods import MethodContext
+from trainer.methods.rewards import RewardLoadError, reward_functions
+from trainer.modeling import lora_config
+
+
+def generation_args(ctx: MethodContext, gen: GenerationOptions) -> dict[str, Any]:
+    """The sampling part of a GRPO or RLOO config, shared with rlhf."""
+    args = dict(ctx.args)
+    # every evaluation batch must hold whole groups, as the training batch must (config checks it)
+    groups = -(-args["per_device_eval_batch_size"] // gen.num_generations)
+    args["per_device_eval_batch_size"] = groups * gen.num_generations
+    args.update(
+        num_generations=gen.num_generations,
+        max_completion_length=gen.max_completion_length,
+        temperature=gen.temperature,
+        beta=gen.beta,
+    )
+    return args
+
+
+def build_trainer(ctx: MethodContext) -> Any:
+    from trl import GRPOConfig, GRPOTrainer
+
+    cfg = ctx.cfg
+    try:
+        rewards = reward_functions(cfg, ctx.base_dir)
+    except RewardLoadError as err:
+        raise ConfigError([str(err)]) from None
+    return GRPOTrainer(
+        model=ctx.model,
+        reward_funcs=rewards,
+        args=GRPOConfig(**generation_args(ctx, cfg.grpo)),
+        train_dataset=ctx.train_dataset,
+        eval_dataset=ctx.eval_dataset,
+        processing_class=ctx.tokenizer,
+        peft_config=lora_config(cfg),
+        callbacks=ctx.callbacks,
+    )

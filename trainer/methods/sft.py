@@ -1,0 +1,31 @@
+"""Supervised fine-tuning: chat, prompt/completion or plain text rows, prompts masked from the loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer.methods import MethodContext
+from trainer.modeling import lora_config
+
+
+def build_trainer(ctx: MethodContext) -> Any:
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = ctx.cfg
+    args = SFTConfig(
+        **ctx.args,
+        max_length=cfg.training.max_length,
+        packing=cfg.sft.packing,
+        # prompt/completion rows (what chat data is turned into) get label -100 on the prompt
+        completion_only_loss=cfg.sft.completion_only_loss,
+        dataset_text_field="text",
+    )
+    return SFTTrainer(
+        model=ctx.model,
+        args=args,
+        train_dataset=ctx.train_dataset,
+        eval_dataset=ctx.eval_dataset,
+        processing_class=ctx.tokenizer,
+        peft_config=lora_config(cfg),
+        callbacks=ctx.callbacks,
+    )
