@@ -64,10 +64,7 @@ def plan_device(cfg: RunConfig) -> DevicePlan:
     )
     precision = cfg.training.precision
     if precision == "auto":
-        if device == "cpu":
-            precision = "fp32"
-        else:
-            precision = "bf16" if _cuda_bf16() else "fp16"
+        precision = "fp32" if device == "cpu" else ("bf16" if _cuda_bf16() else "fp16")
     dtype = cfg.model.dtype
     if dtype == "auto":
         # fp16 mixed precision needs fp32 master weights (the grad scaler refuses fp16 ones)

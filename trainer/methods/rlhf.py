@@ -64,9 +64,9 @@ def load_named_reward_model(ctx: MethodContext) -> tuple[Any, Any]:
     if fresh:
         raise ConfigError(
             [
-                f"rlhf.reward_model: {name!r} has no trained reward head ({', '.join(sorted(fresh))} "
-                "missing); name a sequence-classification reward model, or leave it empty to "
-                "train one on the preference pairs"
+                f"rlhf.reward_model: {name!r} has no trained reward head "
+                f"({', '.join(sorted(fresh))} missing); name a sequence-classification "
+                "reward model, or leave it empty to train one on the preference pairs"
             ]
         )
     model.config.pad_token_id = tokenizer.pad_token_id

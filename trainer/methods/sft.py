@@ -1,4 +1,4 @@
-"""Supervised fine-tuning: chat, prompt/completion or plain text rows, prompts masked from the loss."""
+"""Supervised fine-tuning: chat, prompt/completion or text rows; prompts masked from the loss."""
 
 from __future__ import annotations
 
