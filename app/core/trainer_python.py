@@ -1,0 +1,126 @@
+"""Which Python runs local training, and whether it can.
+
+The GUI process must never import torch and friends, so the running interpreter is inspected
+with ``importlib.util.find_spec`` (finds a package without importing it) and any other one is
+asked in a subprocess with a time limit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# What a trainer environment must be able to import.
+TRAINER_PACKAGES: tuple[str, ...] = ("torch", "transformers", "trl", "peft", "datasets")
+INSTALL_HINT = "pip install 'tunedeck[train]'"
+CHECK_TIMEOUT_S = 30.0
+
+# Runs inside the candidate interpreter: find (not import) each package, report versions cheaply.
+_PROBE = """
+import importlib.metadata, importlib.util, json, sys
+names = json.loads(sys.argv[1])
+found = {}
+for name in names:
+    if importlib.util.find_spec(name) is None:
+        found[name] = None
+        continue
+    try:
+        found[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        found[name] = "unknown"
+print(json.dumps({"python": sys.version.split()[0], "executable": sys.executable,
+                  "packages": found}))
+"""
+
+
+def missing_here() -> list[str]:
+    """Trainer packages the running interpreter lacks (nothing is imported)."""
+    return [name for name in TRAINER_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def detect_trainer_python() -> str:
+    """The running interpreter if it has the trainer packages, else '' (none chosen yet)."""
+    return sys.executable if not missing_here() else ""
+
+
+def trainer_python_message(path: str) -> str | None:
+    """What to tell the user when no training environment is set; None when one is."""
+    if path:
+        return None
+    return (
+        "No training environment is set: the Python that runs Tunedeck lacks "
+        f"{', '.join(missing_here()) or 'the trainer packages'}. Choose a Python that has them "
+        f"under Settings → Training environment, or install them with: {INSTALL_HINT}."
+    )
+
+
+@dataclass(frozen=True)
+class PythonCheck:
+    """The outcome of asking an interpreter what it has."""
+
+    ok: bool
+    message: str
+    python_version: str = ""
+    packages: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name, version in self.packages.items() if version is None]
+
+
+def check_trainer_python(path: str, *, timeout_s: float = CHECK_TIMEOUT_S) -> PythonCheck:
+    """Run ``path`` and report whether it has every trainer package (blocking; use a thread)."""
+    if not path.strip():
+        return PythonCheck(False, trainer_python_message("") or "No Python chosen.")
+    exe = Path(path.strip()).expanduser()
+    if not exe.is_file():
+        return PythonCheck(False, f"{exe} does not exist or is not a file. Choose a Python.")
+    if not os.access(exe, os.X_OK):
+        return PythonCheck(False, f"{exe} is not executable. Choose a Python interpreter.")
+    try:
+        done = subprocess.run(
+            [str(exe), "-I", "-c", _PROBE, json.dumps(list(TRAINER_PACKAGES))],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=clean_environment(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return PythonCheck(False, f"{exe} did not answer within {timeout_s:g} s.")
+    except OSError as exc:
+        return PythonCheck(False, f"{exe} could not be started ({exc.strerror or exc}).")
+    try:
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        packages = {str(k): v for k, v in report["packages"].items()}
+        version = str(report["python"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return PythonCheck(False, f"{exe} is not a working Python ({tail[0]}).")
+    missing = [name for name, v in packages.items() if v is None]
+    if missing:
+        return PythonCheck(
+            False,
+            f"Python {version} at {exe} lacks {', '.join(missing)}. Install them into it "
+            f"({exe} -m {INSTALL_HINT}) or choose another Python.",
+            version,
+            packages,
+        )
+    found = ", ".join(f"{name} {packages[name]}" for name in TRAINER_PACKAGES)
+    return PythonCheck(True, f"Python {version} with {found}: ready to train.", version, packages)
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment minus what would point another Python at the wrong libraries.
+
+    A frozen app sets LD_LIBRARY_PATH to its own folder (NOTES.md, Packaging).
+    """
+    env = dict(os.environ)
+    for name in ("PYTHONHOME", "PYTHONPATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
+        env.pop(name, None)
+    return env
