@@ -1,0 +1,303 @@
+"""The numbers behind the charts: one series per job per metric, smoothing, CSV export.
+
+No Qt here, so that the arithmetic can be tested on its own. Points arrive as the dicts of the
+wire format (``trainer.events.MetricPoint``): a ``step``, any named metrics, extras (a method's
+own figures such as ``rewards/margins``) and an ISO ``timestamp``. Series are kept sorted by step
+in growable numpy arrays, so a million points cost a few appends, not a million list items.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any
+
+import numpy as np
+
+from trainer.events import METRIC_FIELDS
+
+NOT_METRICS = frozenset({"step", "timestamp", "job_id", "seq", "id", "received_at"})
+# Kept (it goes into CSV exports) but not drawn: the x axis already says where the run is.
+NOT_DRAWN = frozenset({"epoch"})
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str
+    metrics: tuple[str, ...]  # empty for the method's own figures: every extra goes there
+    unit: str = ""
+
+
+PANELS: tuple[Panel, ...] = (
+    Panel("loss", "Loss", ("train_loss", "eval_loss")),
+    Panel("learning_rate", "Learning rate", ("learning_rate",)),
+    Panel("grad_norm", "Grad norm", ("grad_norm",)),
+    Panel("samples", "Throughput: samples/s", ("samples_per_second",), "samples/s"),
+    Panel("tokens", "Throughput: tokens/s", ("tokens_per_second",), "tokens/s"),
+    Panel(
+        "gpu_memory",
+        "GPU memory",
+        ("gpu_memory_allocated_gb", "gpu_memory_reserved_gb"),
+        "GB",
+    ),
+    Panel("gpu_util", "GPU utilisation", ("gpu_utilization_percent",), "%"),
+    Panel("perplexity", "Perplexity", ("perplexity",)),
+    Panel("method", "Method figures", ()),
+)
+_PANEL_OF: dict[str, str] = {m: p.key for p in PANELS for m in p.metrics}
+
+
+def panel_of(metric: str) -> str:
+    """The panel a metric is drawn in; unknown metrics are the method's own figures."""
+    return _PANEL_OF.get(metric, "method")
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Seconds since the epoch from an ISO-8601 string (``Z`` or offset), else None."""
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start.
+
+    ``weight`` is the slider's value in [0, 1): 0 returns the values unchanged.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if weight <= 0 or values.size == 0:
+        return values.copy()
+    raw, _ = _ema_raw(values, weight, 0.0)
+    counts = np.arange(1, values.size + 1, dtype=np.float64)
+    return raw / (1.0 - weight**counts)
+
+
+def _ema_raw(values: np.ndarray, weight: float, start: float) -> tuple[np.ndarray, float]:
+    """r[i] = w * r[i-1] + (1 - w) * x[i], from r[-1] = start, without a Python loop per point.
+
+    Within a chunk, r[i] = w^(i+1) * (start + (1 - w) * sum_k x[k] * w^-(k+1)); the chunk is kept
+    short enough that w^-k stays below overflow (e^500 at most; doubles reach e^709).
+    """
+    n = values.size
+    out = np.empty(n, dtype=np.float64)
+    chunk = max(1, min(n, int(500.0 / -math.log(weight)))) if weight < 1 else n
+    powers = weight ** np.arange(1, chunk + 1, dtype=np.float64)
+    state = start
+    for begin in range(0, n, chunk):
+        x = values[begin : begin + chunk]
+        p = powers[: x.size]
+        acc = np.cumsum(x / p) * (1.0 - weight)
+        block = p * (state + acc)
+        out[begin : begin + x.size] = block
+        state = float(block[-1])
+    return out, state
+
+
+class Series:
+    """One metric of one job, sorted by step."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._steps = np.empty(64, dtype=np.float64)
+        self._times = np.empty(64, dtype=np.float64)
+        self._values = np.empty(64, dtype=np.float64)
+        self.version = 0  # bumped on every change, so views know what to redraw
+        self._smooth_cache: tuple[float, int, float, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self._steps[: self._n]
+
+    @property
+    def times(self) -> np.ndarray:
+        return self._times[: self._n]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[: self._n]
+
+    def _grow(self, need: int) -> None:
+        if need <= self._steps.size:
+            return
+        size = max(need, self._steps.size * 2)
+        for name in ("_steps", "_times", "_values"):
+            old = getattr(self, name)
+            new = np.empty(size, dtype=np.float64)
+            new[: self._n] = old[: self._n]
+            setattr(self, name, new)
+
+    def add(self, step: float, value: float, time: float) -> None:
+        n = self._n
+        if n == 0 or step > self._steps[n - 1]:
+            self._grow(n + 1)
+            self._steps[n], self._times[n], self._values[n] = step, time, value
+            self._n += 1
+        else:
+            i = int(np.searchsorted(self.steps, step))
+            if i < n and self._steps[i] == step:
+                # the same step again (a retry, or eval figures arriving later): later wins
+                self._values[i] = value
+                if not math.isnan(time):
+                    self._times[i] = time
+            else:
+                self._grow(n + 1)
+                for arr, v in ((self._steps, step), (self._times, time), (self._values, value)):
+                    arr[i + 1 : n + 1] = arr[i:n].copy()
+                    arr[i] = v
+                self._n += 1
+            self._smooth_cache = None  # not a plain append: smoothing starts over
+        self.version += 1
+
+    def extend(self, steps: np.ndarray, values: np.ndarray, times: np.ndarray) -> None:
+        """Bulk append of points whose steps all follow the last one (a history load)."""
+        steps = np.asarray(steps, dtype=np.float64)
+        k = steps.size
+        if k == 0:
+            return
+        if self._n and steps[0] <= self._steps[self._n - 1] or np.any(np.diff(steps) <= 0):
+            for s, v, t in zip(steps, values, times, strict=True):
+                self.add(float(s), float(v), float(t))
+            return
+        self._grow(self._n + k)
+        self._steps[self._n : self._n + k] = steps
+        self._values[self._n : self._n + k] = values
+        self._times[self._n : self._n + k] = times
+        self._n += k
+        self.version += 1
+
+    def smoothed(self, weight: float) -> np.ndarray:
+        """ema(values, weight), extended incrementally while points are only appended."""
+        if weight <= 0:
+            return self.values
+        cache = self._smooth_cache
+        if cache is None or cache[0] != weight or cache[1] > self._n:
+            cache = (weight, 0, 0.0, np.empty(0))
+        _, done, state, smooth = cache
+        if done < self._n:
+            raw, state = _ema_raw(self._values[done : self._n], weight, state)
+            counts = np.arange(done + 1, self._n + 1, dtype=np.float64)
+            smooth = np.concatenate([smooth, raw / (1.0 - weight**counts)])
+        self._smooth_cache = (weight, self._n, state, smooth)
+        return smooth
+
+
+class JobSeries:
+    """Every metric of one job."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, Series] = {}
+        self.start_time: float | None = None  # wall time of the first point: x=0 in time mode
+
+    def get(self, metric: str) -> Series | None:
+        return self.series.get(metric)
+
+    def relative_times(self, metric: str) -> np.ndarray:
+        s = self.series[metric]
+        return s.times - (self.start_time or 0.0)
+
+
+class ChartData:
+    """Series per job per metric. ``add_points`` returns the metrics that changed."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobSeries] = {}
+
+    def job(self, job_id: str) -> JobSeries:
+        return self.jobs.setdefault(job_id, JobSeries())
+
+    def forget(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+
+    def has(self, job_id: str) -> bool:
+        return job_id in self.jobs
+
+    def add_points(
+        self, job_id: str, points: Iterable[Mapping[str, Any]], received_at: float | None = None
+    ) -> set[str]:
+        job = self.job(job_id)
+        changed: set[str] = set()
+        for point in points:
+            step = point.get("step")
+            if not isinstance(step, int | float) or isinstance(step, bool):
+                continue
+            when = parse_timestamp(point.get("timestamp"))
+            if when is None:
+                when = received_at if received_at is not None else math.nan
+            if job.start_time is None and not math.isnan(when):
+                job.start_time = when
+            for metric, value in point.items():
+                if metric in NOT_METRICS or isinstance(value, bool):
+                    continue
+                if not isinstance(value, int | float) or not math.isfinite(value):
+                    continue
+                series = job.series.get(metric)
+                if series is None:
+                    series = job.series[metric] = Series()
+                series.add(float(step), float(value), when)
+                changed.add(metric)
+        return changed
+
+    def metrics(self, job_ids: Iterable[str]) -> list[str]:
+        """Metrics with data for any of the jobs, in the contract's order, extras last."""
+        found: set[str] = set()
+        for job_id in job_ids:
+            job = self.jobs.get(job_id)
+            if job:
+                found.update(m for m, s in job.series.items() if len(s))
+        named = [m for m in METRIC_FIELDS if m in found]
+        return named + sorted(found - set(named))
+
+    def panels(self, job_ids: Iterable[str]) -> list[Panel]:
+        """The panels that have something to draw."""
+        keys = {panel_of(m) for m in self.metrics(job_ids) if m not in NOT_DRAWN}
+        return [p for p in PANELS if p.key in keys]
+
+    def write_csv(self, job_ids: Iterable[str], out: IO[str], labels: Mapping[str, str]) -> int:
+        """One row per job and step, one column per metric; returns the rows written."""
+        ids = list(job_ids)
+        metrics = self.metrics(ids)
+        writer = csv.writer(out)
+        writer.writerow(["job_id", "job", "step", "time_s", *metrics])
+        rows = 0
+        for job_id in ids:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            table: dict[float, dict[str, float]] = {}
+            times: dict[float, float] = {}
+            for metric, series in job.series.items():
+                rel = series.times - (job.start_time or 0.0)
+                for step, value, t in zip(series.steps, series.values, rel, strict=True):
+                    table.setdefault(float(step), {})[metric] = float(value)
+                    if not math.isnan(t):
+                        times.setdefault(float(step), float(t))
+            for step in sorted(table):
+                row = table[step]
+                t = times.get(step)
+                writer.writerow(
+                    [
+                        job_id,
+                        labels.get(job_id, job_id),
+                        int(step) if step.is_integer() else step,
+                        "" if t is None else f"{t:.3f}",
+                        *(_fmt(row.get(m)) for m in metrics),
+                    ]
+                )
+                rows += 1
+        return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else repr(value)

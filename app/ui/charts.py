@@ -1,0 +1,374 @@
+"""Live charts: one pyqtgraph panel per family of metrics, several jobs overlaid.
+
+Drawing a million points must stay inside a frame, so every curve is created with peak
+downsampling and clip-to-view (``CURVE_OPTIONS``), and incoming points never redraw anything by
+themselves: they mark curves dirty and start a single-shot timer, so however many batches arrive
+in a frame the charts are redrawn once (``FRAME_MS``). The numbers live in
+:class:`app.ui.chart_data.ChartData`; this module only draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui.chart_data import PANELS, ChartData, Panel, panel_of
+
+FRAME_MS = 16
+# What makes a million-point curve cheap (see bench/charts.py): draw about five samples per pixel
+# (keeping each bin's min and max, so spikes stay visible) and only the part in view.
+CURVE_OPTIONS: dict[str, Any] = {
+    "autoDownsample": True,
+    "downsampleMethod": "peak",
+    "clipToView": True,
+}
+# Tableau 10: distinct on white and for the common kinds of colour blindness.
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine)
+X_MODES = {"step": "Step", "time": "Wall time (s)"}
+
+pg.setConfigOptions(background="w", foreground="#333333", antialias=False)
+
+
+def make_plot(panel: Panel, parent: QWidget | None = None) -> pg.PlotWidget:
+    plot = pg.PlotWidget(parent=parent)
+    plot.setObjectName(f"chart:{panel.key}")
+    item = plot.getPlotItem()
+    item.setTitle(panel.title)
+    item.showGrid(x=True, y=True, alpha=0.2)
+    item.setLabel("bottom", "step")
+    if panel.unit:
+        item.setLabel("left", panel.unit)
+    item.addLegend(offset=(-10, 10), labelTextSize="8pt")
+    item.setMenuEnabled(False)
+    plot.setMinimumHeight(180)
+    return plot
+
+
+class _Curve:
+    """The items of one (job, metric): the raw line, and the smoothed one when smoothing."""
+
+    def __init__(self, raw: pg.PlotDataItem) -> None:
+        self.raw = raw
+        self.smooth: pg.PlotDataItem | None = None
+        self.drawn: tuple[Any, ...] | None = None  # (series version, smoothing, x mode)
+        self.style: tuple[Any, ...] | None = None
+
+
+class ChartsView(QWidget):
+    """Charts for the selected jobs, fed by a ChartData and ``data_changed`` calls."""
+
+    redrawn = Signal()
+
+    def __init__(self, data: ChartData, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.data = data
+        self.jobs: list[tuple[str, str]] = []  # (job_id, label), in overlay order
+        self.plots: dict[str, pg.PlotWidget] = {}
+        self.curves: dict[tuple[str, str], _Curve] = {}
+        self.redraw_count = 0
+        self._laid_out: list[str] = []
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(FRAME_MS)
+        self._timer.timeout.connect(self.redraw)
+        self._build_controls()
+
+    # -- controls -------------------------------------------------------------------------------
+
+    def _build_controls(self) -> None:
+        outer = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Smoothing", self))
+        self.smoothing = QSlider(Qt.Orientation.Horizontal, self)
+        self.smoothing.setObjectName("smoothing")
+        self.smoothing.setRange(0, 99)
+        self.smoothing.setMaximumWidth(160)
+        self.smoothing.setToolTip(
+            "Exponential moving average, as in TensorBoard; the raw line stays behind, faint"
+        )
+        self.smoothing_label = QLabel("0.00", self)
+        bar.addWidget(self.smoothing)
+        bar.addWidget(self.smoothing_label)
+        self.log_scale = QCheckBox("Log scale", self)
+        bar.addWidget(self.log_scale)
+        bar.addWidget(QLabel("x:", self))
+        self.x_mode = QComboBox(self)
+        for key, text in X_MODES.items():
+            self.x_mode.addItem(text, key)
+        bar.addWidget(self.x_mode)
+        bar.addStretch(1)
+        self.png_button = QPushButton("Export PNG…", self)
+        self.csv_button = QPushButton("Export CSV…", self)
+        bar.addWidget(self.png_button)
+        bar.addWidget(self.csv_button)
+        outer.addLayout(bar)
+        self.readout = QLabel(" ", self)
+        self.readout.setObjectName("chartReadout")
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        outer.addWidget(self.readout)
+        self.empty = QLabel("No metrics yet. Points appear here as the trainer reports them.", self)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setObjectName("chartsEmpty")
+        outer.addWidget(self.empty, 1)
+        self.grid_host = QWidget(self)
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.grid_host, 1)
+        self.grid_host.hide()
+
+        self.smoothing.valueChanged.connect(self._settings_changed)
+        self.log_scale.toggled.connect(self._log_toggled)
+        self.x_mode.currentIndexChanged.connect(self._settings_changed)
+        self.png_button.clicked.connect(self._ask_png)
+        self.csv_button.clicked.connect(self._ask_csv)
+
+    @property
+    def weight(self) -> float:
+        return self.smoothing.value() / 100.0
+
+    @property
+    def x_key(self) -> str:
+        return str(self.x_mode.currentData())
+
+    def _settings_changed(self) -> None:
+        self.smoothing_label.setText(f"{self.weight:.2f}")
+        for plot in self.plots.values():
+            plot.getPlotItem().setLabel("bottom", "step" if self.x_key == "step" else "time (s)")
+        self.schedule()
+
+    def _log_toggled(self, on: bool) -> None:
+        for plot in self.plots.values():
+            plot.getPlotItem().setLogMode(x=False, y=on)
+        self.schedule()
+
+    # -- feeding --------------------------------------------------------------------------------
+
+    def set_jobs(self, jobs: Iterable[tuple[str, str]]) -> None:
+        """The jobs to overlay, as (job_id, label), first one first in the legend."""
+        jobs = list(jobs)
+        if jobs == self.jobs:
+            return
+        self.jobs = jobs
+        shown = {job_id for job_id, _ in jobs}
+        for key in [k for k in self.curves if k[0] not in shown]:
+            self._drop_curve(key)
+        for curve in self.curves.values():
+            curve.style = None  # colours and legend names depend on the overlay
+        self.schedule()
+
+    def data_changed(self, job_id: str, metrics: Iterable[str] = ()) -> None:
+        """New points for a job: redraw within a frame (once, however many calls come)."""
+        del metrics  # versions on the series say what changed
+        if any(job_id == j for j, _ in self.jobs):
+            self.schedule()
+
+    def schedule(self) -> None:
+        if not self._timer.isActive():
+            self._timer.start()
+
+    # -- drawing --------------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        self._timer.stop()
+        self.redraw_count += 1
+        ids = [j for j, _ in self.jobs]
+        panels = self.data.panels(ids)
+        self._layout([p.key for p in panels])
+        metrics = [m for m in self.data.metrics(ids) if panel_of(m) in self.plots]
+        single = len(ids) == 1
+        for index, (job_id, label) in enumerate(self.jobs):
+            job = self.data.jobs.get(job_id)
+            if job is None:
+                continue
+            for metric in metrics:
+                series = job.get(metric)
+                if series is None or not len(series):
+                    continue
+                key = (job_id, metric)
+                curve = self.curves.get(key) or self._new_curve(key)
+                smoothing = self.weight > 0
+                if smoothing and curve.smooth is None:
+                    curve.smooth = pg.PlotDataItem(**CURVE_OPTIONS)
+                    self.plots[panel_of(metric)].getPlotItem().addItem(curve.smooth)
+                elif not smoothing and curve.smooth is not None:
+                    self.plots[panel_of(metric)].getPlotItem().removeItem(curve.smooth)
+                    curve.smooth = None
+                in_panel = [m for m in metrics if panel_of(m) == panel_of(metric)]
+                style = (index, label, single, in_panel.index(metric), smoothing)
+                if curve.style != style:
+                    self._style(curve, metric, *style)
+                    curve.style = style
+                state = (series.version, self.weight, self.x_key)
+                if curve.drawn == state:
+                    continue
+                x = series.steps if self.x_key == "step" else job.relative_times(metric)
+                curve.raw.setData(x, series.values)
+                if curve.smooth is not None:
+                    curve.smooth.setData(x, series.smoothed(self.weight))
+                curve.drawn = state
+        self.redrawn.emit()
+
+    def _layout(self, keys: list[str]) -> None:
+        if keys == self._laid_out:
+            return
+        for key in keys:
+            if key not in self.plots:
+                panel = next(p for p in PANELS if p.key == key)
+                plot = make_plot(panel, self.grid_host)
+                plot.getPlotItem().setLogMode(x=False, y=self.log_scale.isChecked())
+                plot.getPlotItem().setLabel("bottom", "step" if self.x_key == "step" else "time (s)")
+                self._add_crosshair(plot)
+                self.plots[key] = plot
+        for plot in self.plots.values():
+            self.grid.removeWidget(plot)
+            plot.hide()
+        columns = 2 if len(keys) > 1 else 1
+        for i, key in enumerate(keys):
+            self.grid.addWidget(self.plots[key], i // columns, i % columns)
+            self.plots[key].show()
+        self._laid_out = keys
+        self.empty.setVisible(not keys)
+        self.grid_host.setVisible(bool(keys))
+
+    def _new_curve(self, key: tuple[str, str]) -> _Curve:
+        raw = pg.PlotDataItem(**CURVE_OPTIONS)
+        self.plots[panel_of(key[1])].getPlotItem().addItem(raw)
+        curve = self.curves[key] = _Curve(raw)
+        return curve
+
+    def _drop_curve(self, key: tuple[str, str]) -> None:
+        curve = self.curves.pop(key)
+        item = self.plots[panel_of(key[1])].getPlotItem()
+        item.removeItem(curve.raw)
+        if curve.smooth is not None:
+            item.removeItem(curve.smooth)
+
+    def _style(
+        self, curve: _Curve, metric: str, index: int, label: str, single: bool, order: int, *_: Any
+    ) -> None:
+        # one job: a colour per metric; several: a colour per job, a dash per metric
+        colour = QColor(PALETTE[(order if single else index) % len(PALETTE)])
+        dash = DASHES[0] if single else DASHES[order % len(DASHES)]
+        name = metric if single else f"{label} · {metric}"
+        pen = pg.mkPen(colour, width=1.5, style=dash)
+        legend = self.plots[panel_of(metric)].getPlotItem().legend
+        if curve.smooth is None:
+            curve.raw.setPen(pen)
+            _relabel(legend, curve.raw, name)
+        else:
+            faint = QColor(colour)
+            faint.setAlpha(70)
+            curve.raw.setPen(pg.mkPen(faint, width=1, style=dash))
+            curve.smooth.setPen(pen)
+            if legend is not None:
+                legend.removeItem(curve.raw)
+            _relabel(legend, curve.smooth, name)
+
+    # -- crosshair ------------------------------------------------------------------------------
+
+    def _add_crosshair(self, plot: pg.PlotWidget) -> None:
+        line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888888", width=1))
+        line.hide()
+        plot.getPlotItem().addItem(line, ignoreBounds=True)
+        plot.scene().sigMouseMoved.connect(
+            lambda pos, plot=plot, line=line: self._mouse_moved(plot, line, pos)
+        )
+
+    def _mouse_moved(self, plot: pg.PlotWidget, line: pg.InfiniteLine, pos: QPointF) -> None:
+        item = plot.getPlotItem()
+        if not item.sceneBoundingRect().contains(pos):
+            line.hide()
+            return
+        x = item.vb.mapSceneToView(pos).x()
+        line.setPos(x)
+        line.show()
+        self.readout.setText(self.read_out(plot, x))
+
+    def read_out(self, plot: pg.PlotWidget, x: float) -> str:
+        """The values under the crosshair: nearest point of every curve in the panel."""
+        key = next((k for k, p in self.plots.items() if p is plot), None)
+        labels = dict(self.jobs)
+        parts = [f"{'step' if self.x_key == 'step' else 't'} {x:.6g}"]
+        for (job_id, metric), curve in self.curves.items():
+            if panel_of(metric) != key or curve.raw.xData is None or not len(curve.raw.xData):
+                continue
+            xs = curve.raw.xData
+            i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
+            if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
+                i -= 1
+            shown = curve.smooth if curve.smooth is not None else curve.raw
+            y = shown.yData[i]
+            who = metric if len(self.jobs) == 1 else f"{labels.get(job_id, job_id)} {metric}"
+            parts.append(f"{who} {y:.5g} @ {xs[i]:.6g}")
+        return " · ".join(parts)
+
+    # -- reading back (tests, export) -----------------------------------------------------------
+
+    def plotted(self, job_id: str, metric: str) -> np.ndarray:
+        """The y values handed to the chart for a job's metric (before downsampling)."""
+        curve = self.curves.get((job_id, metric))
+        if curve is None or curve.raw.yData is None:
+            return np.empty(0)
+        return np.asarray(curve.raw.yData)
+
+    def export_png(self, path: Path) -> None:
+        if not self.grid_host.grab().save(str(path), "PNG"):
+            raise OSError(f"{path}: could not write the image (check the folder exists)")
+
+    def export_csv(self, path: Path) -> int:
+        with path.open("w", encoding="utf-8", newline="") as out:
+            return self.data.write_csv([j for j, _ in self.jobs], out, dict(self.jobs))
+
+    def _ask_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export charts", "charts.png", "PNG (*.png)")
+        if path:
+            self._export(lambda: self.export_png(Path(path)))
+
+    def _ask_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export metrics", "metrics.csv", "CSV (*.csv)")
+        if path:
+            self._export(lambda: self.export_csv(Path(path)))
+
+    def _export(self, action: Any) -> None:
+        try:
+            action()
+        except OSError as err:
+            QMessageBox.warning(self, "Export failed", str(err))
+
+
+def _relabel(legend: pg.LegendItem | None, item: pg.PlotDataItem, name: str) -> None:
+    if legend is None:
+        return
+    legend.removeItem(item)
+    legend.addItem(item, name)
