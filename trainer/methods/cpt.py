@@ -16,6 +16,8 @@ def build_trainer(ctx: MethodContext) -> Any:
         **ctx.args,
         max_length=cfg.training.max_length,
         packing=cfg.cpt.packing,
+        # one stream of text cut into max_length blocks; "bfd" would drop what overflows a block
+        packing_strategy="wrapped",
         completion_only_loss=False,
         dataset_text_field="text",
     )
