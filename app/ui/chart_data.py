@@ -102,6 +102,65 @@ def _ema_raw(values: np.ndarray, weight: float, start: float) -> tuple[np.ndarra
     return out, state
 
 
+LOD_FACTOR = 4
+LOD_LEVELS = 12  # blocks of up to 4^12 (16.7M) points
+
+
+class Pyramid:
+    """Min and max of blocks of 4, 16, 64, ... values, extended as values are appended.
+
+    A chart asks for about two points per pixel; with this, that costs the same for a million
+    points as for a thousand (a slice of the right level plus one partial block), instead of a
+    pass over every point on every frame.
+    """
+
+    def __init__(self) -> None:
+        self.levels: list[tuple[np.ndarray, np.ndarray]] = []  # complete blocks only
+
+    def update(self, values: np.ndarray) -> None:
+        src_min = src_max = values
+        for level in range(LOD_LEVELS):
+            complete = len(src_min) // LOD_FACTOR
+            if complete == 0:
+                break
+            if level == len(self.levels):
+                self.levels.append((np.empty(0), np.empty(0)))
+            mins, maxs = self.levels[level]
+            have = len(mins)
+            if complete > have:
+                lo, hi = have * LOD_FACTOR, complete * LOD_FACTOR
+                mins = np.concatenate([mins, src_min[lo:hi].reshape(-1, LOD_FACTOR).min(axis=1)])
+                maxs = np.concatenate([maxs, src_max[lo:hi].reshape(-1, LOD_FACTOR).max(axis=1)])
+                self.levels[level] = (mins, maxs)
+            src_min, src_max = mins, maxs
+
+    def decimate(
+        self, x: np.ndarray, values: np.ndarray, i0: int, i1: int, budget: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Points i0..i1 as at most about ``2 * budget`` points that keep every peak."""
+        if i1 - i0 <= 2 * budget:
+            return x[i0:i1], values[i0:i1]
+        self.update(values)
+        size = 1
+        mins = maxs = values
+        for level_mins, level_maxs in self.levels:
+            size *= LOD_FACTOR
+            mins, maxs = level_mins, level_maxs
+            if i1 // size - i0 // size <= budget:
+                break
+        b0, b1 = i0 // size, min(-(-i1 // size), len(mins))
+        starts = np.arange(b0, b1) * size
+        low, high = mins[b0:b1], maxs[b0:b1]
+        tail = max(b1 * size, i0)
+        if tail < i1:  # the last, incomplete block comes from the values themselves
+            starts = np.append(starts, tail)
+            low = np.append(low, values[tail:i1].min())
+            high = np.append(high, values[tail:i1].max())
+        xs = np.repeat(x[starts], 2)
+        ys = np.column_stack([high, low]).ravel()
+        return xs, ys
+
+
 class Series:
     """One metric of one job, sorted by step."""
 
@@ -112,6 +171,7 @@ class Series:
         self._values = np.empty(64, dtype=np.float64)
         self.version = 0  # bumped on every change, so views know what to redraw
         self._smooth_cache: tuple[float, int, float, np.ndarray] | None = None
+        self._pyramids: dict[float, Pyramid] = {}  # per smoothing weight (0: raw values)
 
     def __len__(self) -> int:
         return self._n
@@ -158,6 +218,7 @@ class Series:
                     arr[i] = v
                 self._n += 1
             self._smooth_cache = None  # not a plain append: smoothing starts over
+            self._pyramids.clear()
         self.version += 1
 
     def extend(self, steps: np.ndarray, values: np.ndarray, times: np.ndarray) -> None:
@@ -166,7 +227,7 @@ class Series:
         k = steps.size
         if k == 0:
             return
-        if self._n and steps[0] <= self._steps[self._n - 1] or np.any(np.diff(steps) <= 0):
+        if (self._n and steps[0] <= self._steps[self._n - 1]) or np.any(np.diff(steps) <= 0):
             for s, v, t in zip(steps, values, times, strict=True):
                 self.add(float(s), float(v), float(t))
             return
@@ -191,6 +252,24 @@ class Series:
             smooth = np.concatenate([smooth, raw / (1.0 - weight**counts)])
         self._smooth_cache = (weight, self._n, state, smooth)
         return smooth
+
+    def decimated(
+        self,
+        x: np.ndarray,
+        weight: float,
+        lo: float | None = None,
+        hi: float | None = None,
+        budget: int = 2000,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What to draw for x in [lo, hi] (None: everything): the points themselves, or the
+        min and max of blocks when there are more than about two per pixel."""
+        values = self.smoothed(weight) if weight > 0 else self.values
+        i0 = 0 if lo is None else max(int(np.searchsorted(x, lo)) - 1, 0)
+        i1 = self._n if hi is None else min(int(np.searchsorted(x, hi)) + 1, self._n)
+        if weight not in self._pyramids and len(self._pyramids) > 1:
+            self._pyramids.clear()  # the slider moved: keep raw and the latest weight only
+        pyramid = self._pyramids.setdefault(weight, Pyramid())
+        return pyramid.decimate(x, values, i0, max(i1, i0), budget)
 
 
 class JobSeries:

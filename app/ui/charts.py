@@ -1,7 +1,7 @@
 """Live charts: one pyqtgraph panel per family of metrics, several jobs overlaid.
 
 Drawing a million points must stay inside a frame, so every curve is created with peak
-downsampling and clip-to-view (``CURVE_OPTIONS``), and incoming points never redraw anything by
+downsampling and clip-to-view (``apply_fast_drawing``), and incoming points never redraw anything by
 themselves: they mark curves dirty and start a single-shot timer, so however many batches arrive
 in a frame the charts are redrawn once (``FRAME_MS``). The numbers live in
 :class:`app.ui.chart_data.ChartData`; this module only draws them.
@@ -34,13 +34,6 @@ from PySide6.QtWidgets import (
 from app.ui.chart_data import PANELS, ChartData, Panel, panel_of
 
 FRAME_MS = 16
-# What makes a million-point curve cheap (see bench/charts.py): draw about five samples per pixel
-# (keeping each bin's min and max, so spikes stay visible) and only the part in view.
-CURVE_OPTIONS: dict[str, Any] = {
-    "autoDownsample": True,
-    "downsampleMethod": "peak",
-    "clipToView": True,
-}
 # Tableau 10: distinct on white and for the common kinds of colour blindness.
 PALETTE = (
     "#4e79a7",
@@ -60,17 +53,28 @@ X_MODES = {"step": "Step", "time": "Wall time (s)"}
 pg.setConfigOptions(background="w", foreground="#333333", antialias=False)
 
 
+def apply_fast_drawing(item: pg.PlotItem) -> None:
+    """What keeps a million-point curve inside a frame (see bench/charts.py): about five samples
+    per pixel, keeping each bin's min and max so that spikes stay visible, and only the part in
+    view. Set on the plot because PlotItem.addItem overwrites a curve's own settings with it."""
+    item.setDownsampling(auto=True, mode="peak")
+    item.setClipToView(True)
+
+
 def make_plot(panel: Panel, parent: QWidget | None = None) -> pg.PlotWidget:
     plot = pg.PlotWidget(parent=parent)
     plot.setObjectName(f"chart:{panel.key}")
     item = plot.getPlotItem()
     item.setTitle(panel.title)
     item.showGrid(x=True, y=True, alpha=0.2)
+    for side in ("left", "bottom"):
+        item.getAxis(side).setStyle(maxTickLevel=0)
     item.setLabel("bottom", "step")
     if panel.unit:
         item.setLabel("left", panel.unit)
     item.addLegend(offset=(-10, 10), labelTextSize="8pt")
     item.setMenuEnabled(False)
+    apply_fast_drawing(item)
     plot.setMinimumHeight(180)
     return plot
 
@@ -161,10 +165,13 @@ class ChartsView(QWidget):
     def x_key(self) -> str:
         return str(self.x_mode.currentData())
 
+    def _x_label(self) -> str:
+        return "step" if self.x_key == "step" else "time (s)"
+
     def _settings_changed(self) -> None:
         self.smoothing_label.setText(f"{self.weight:.2f}")
         for plot in self.plots.values():
-            plot.getPlotItem().setLabel("bottom", "step" if self.x_key == "step" else "time (s)")
+            plot.getPlotItem().setLabel("bottom", self._x_label())
         self.schedule()
 
     def _log_toggled(self, on: bool) -> None:
@@ -219,7 +226,7 @@ class ChartsView(QWidget):
                 curve = self.curves.get(key) or self._new_curve(key)
                 smoothing = self.weight > 0
                 if smoothing and curve.smooth is None:
-                    curve.smooth = pg.PlotDataItem(**CURVE_OPTIONS)
+                    curve.smooth = pg.PlotDataItem()
                     self.plots[panel_of(metric)].getPlotItem().addItem(curve.smooth)
                 elif not smoothing and curve.smooth is not None:
                     self.plots[panel_of(metric)].getPlotItem().removeItem(curve.smooth)
@@ -229,13 +236,17 @@ class ChartsView(QWidget):
                 if curve.style != style:
                     self._style(curve, metric, *style)
                     curve.style = style
-                state = (series.version, self.weight, self.x_key)
+                plot = self.plots[panel_of(metric)]
+                lo, hi = self._x_window(plot)
+                budget = max(200, int(plot.width()))
+                state = (series.version, self.weight, self.x_key, lo, hi, budget)
                 if curve.drawn == state:
                     continue
                 x = series.steps if self.x_key == "step" else job.relative_times(metric)
-                curve.raw.setData(x, series.values)
+                # two points a pixel at most: the raw line faint behind the smoothed one
+                curve.raw.setData(*series.decimated(x, 0.0, lo, hi, budget))
                 if curve.smooth is not None:
-                    curve.smooth.setData(x, series.smoothed(self.weight))
+                    curve.smooth.setData(*series.decimated(x, self.weight, lo, hi, budget))
                 curve.drawn = state
         self.redrawn.emit()
 
@@ -247,8 +258,9 @@ class ChartsView(QWidget):
                 panel = next(p for p in PANELS if p.key == key)
                 plot = make_plot(panel, self.grid_host)
                 plot.getPlotItem().setLogMode(x=False, y=self.log_scale.isChecked())
-                plot.getPlotItem().setLabel("bottom", "step" if self.x_key == "step" else "time (s)")
+                plot.getPlotItem().setLabel("bottom", self._x_label())
                 self._add_crosshair(plot)
+                plot.getPlotItem().vb.sigXRangeChanged.connect(self.schedule)
                 self.plots[key] = plot
         for plot in self.plots.values():
             self.grid.removeWidget(plot)
@@ -261,8 +273,19 @@ class ChartsView(QWidget):
         self.empty.setVisible(not keys)
         self.grid_host.setVisible(bool(keys))
 
+    @staticmethod
+    def _x_window(plot: pg.PlotWidget) -> tuple[float | None, float | None]:
+        """The x range to draw: all of it while the view follows the data, else what is in view
+        (with a view's width either side, so that a small pan needs no new points)."""
+        box = plot.getPlotItem().vb
+        if box.autoRangeEnabled()[0]:
+            return None, None
+        left, right = box.viewRange()[0]
+        span = right - left
+        return left - span, right + span
+
     def _new_curve(self, key: tuple[str, str]) -> _Curve:
-        raw = pg.PlotDataItem(**CURVE_OPTIONS)
+        raw = pg.PlotDataItem()
         self.plots[panel_of(key[1])].getPlotItem().addItem(raw)
         curve = self.curves[key] = _Curve(raw)
         return curve
@@ -320,15 +343,16 @@ class ChartsView(QWidget):
         key = next((k for k, p in self.plots.items() if p is plot), None)
         labels = dict(self.jobs)
         parts = [f"{'step' if self.x_key == 'step' else 't'} {x:.6g}"]
-        for (job_id, metric), curve in self.curves.items():
-            if panel_of(metric) != key or curve.raw.xData is None or not len(curve.raw.xData):
+        for job_id, metric in self.curves:
+            job = self.data.jobs.get(job_id)
+            series = job.get(metric) if job else None
+            if panel_of(metric) != key or job is None or series is None or not len(series):
                 continue
-            xs = curve.raw.xData
+            xs = series.steps if self.x_key == "step" else job.relative_times(metric)
             i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
             if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
                 i -= 1
-            shown = curve.smooth if curve.smooth is not None else curve.raw
-            y = shown.yData[i]
+            y = series.smoothed(self.weight)[i] if self.weight > 0 else series.values[i]
             who = metric if len(self.jobs) == 1 else f"{labels.get(job_id, job_id)} {metric}"
             parts.append(f"{who} {y:.5g} @ {xs[i]:.6g}")
         return " · ".join(parts)
@@ -336,7 +360,7 @@ class ChartsView(QWidget):
     # -- reading back (tests, export) -----------------------------------------------------------
 
     def plotted(self, job_id: str, metric: str) -> np.ndarray:
-        """The y values handed to the chart for a job's metric (before downsampling)."""
+        """The y values handed to the chart for a job's metric (decimated past two a pixel)."""
         curve = self.curves.get((job_id, metric))
         if curve is None or curve.raw.yData is None:
             return np.empty(0)

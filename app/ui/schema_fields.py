@@ -25,7 +25,17 @@ from trainer.config import RunConfig, field_metadata
 HIDDEN_FIELDS = frozenset({"version", "method"})
 
 EditorKind = Literal[
-    "bool", "choice", "int", "float", "text", "multiline", "list", "path", "file", "dataset", "model"
+    "bool",
+    "choice",
+    "int",
+    "float",
+    "text",
+    "multiline",
+    "list",
+    "path",
+    "file",
+    "dataset",
+    "model",
 ]
 
 # Qt's spin boxes hold a C int.

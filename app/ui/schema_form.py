@@ -150,7 +150,8 @@ class SchemaForm(QWidget):
             return None
         parent = self.advanced if advanced else self
         group = QGroupBox(section.title, parent)
-        group.setObjectName(f"section:{section.name or 'run'}:{'advanced' if advanced else 'basic'}")
+        part = "advanced" if advanced else "basic"
+        group.setObjectName(f"section:{section.name or 'run'}:{part}")
         group.setToolTip(section.tooltip)
         form = QFormLayout(group)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
