@@ -1,0 +1,196 @@
+"""Where a run's metric points and alerts go: the event log first, then the receiver.
+
+Configured from the contract's environment (DESIGN.md §3): ``JOB_ID, JOB_TOKEN, USER_ID,
+MODEL_NAME, METRICS_API_URL, ALERT_API_URL, INTERNAL_API_KEY``.
+
+- No ``METRICS_API_URL``: local run, events go to ``events.jsonl`` only.
+- ``ALERT_API_URL`` unset: alerts go to the metrics receiver's origin + ``/api/alerts/trigger``.
+- A URL that is a bare origin gets the contract path appended; a URL with a path is used as is.
+- In a multi-process run only global rank 0 reports; every other rank writes and sends nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trainer.events import (
+    ALERTS_PATH,
+    EVENT_LOG_NAME,
+    METRICS_PATH,
+    Alert,
+    MetricPoint,
+    clean_payload,
+    utc_now_iso,
+)
+from trainer.reporting.event_log import EventLog, iter_events
+from trainer.reporting.http_target import HttpTarget, endpoint_url, origin_of
+from trainer.reporting.sender import Backoff, Item, Lane
+
+log = logging.getLogger("trainer.reporting")
+
+REQUEST_TIMEOUT_S = 10.0
+
+
+def global_rank(environ: Mapping[str, str] = os.environ) -> int:
+    """This process's rank in a torchrun/accelerate launch (0 when not launched that way)."""
+    try:
+        return int(environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+class Reporter:
+    """Writes every event to the log, then hands it to the sender lanes (if any)."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        user_id: str = "local",
+        model_name: str | None = None,
+        event_log: EventLog | None,
+        metrics_lane: Lane | None = None,
+        alerts_lane: Lane | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.user_id = user_id
+        self.model_name = model_name
+        self.event_log = event_log
+        self.metrics_lane = metrics_lane
+        self.alerts_lane = alerts_lane
+
+    @property
+    def active(self) -> bool:
+        """False on ranks other than 0: nothing is written or sent."""
+        return self.event_log is not None
+
+    def metric(self, point: dict[str, Any]) -> None:
+        if self.event_log is None:
+            return
+        point.setdefault("timestamp", utc_now_iso())
+        data = clean_payload(MetricPoint.model_validate(point).model_dump(exclude_none=True))
+        seq = self.event_log.append("metric", data)
+        if self.metrics_lane is not None:
+            self.metrics_lane.submit(seq, data)
+
+    def alert(self, type_: str, **fields: Any) -> None:
+        if self.event_log is None:
+            return
+        alert = Alert.model_validate(
+            {
+                "type": type_,
+                "job_id": self.job_id,
+                "user_id": self.user_id,
+                "model_name": self.model_name,
+                "timestamp": utc_now_iso(),
+                **fields,
+            }
+        )
+        data = clean_payload(alert.model_dump(exclude_none=True))
+        seq = self.event_log.append("alert", data)
+        if self.alerts_lane is not None:
+            self.alerts_lane.submit(seq, data)
+
+    def lanes(self) -> list[Lane]:
+        return [lane for lane in (self.metrics_lane, self.alerts_lane) if lane is not None]
+
+    def flush(self, timeout: float) -> bool:
+        return all(lane.flush(timeout) for lane in self.lanes())
+
+    def close(self, timeout: float) -> None:
+        """Deliver what can be delivered within ``timeout`` (lanes close in parallel)."""
+        import threading
+
+        closers = [
+            threading.Thread(target=lane.close, args=(timeout,), daemon=True)
+            for lane in self.lanes()
+        ]
+        for t in closers:
+            t.start()
+        for t in closers:
+            t.join(timeout + 2.0)
+        if self.event_log is not None:
+            self.event_log.close()
+
+    def pending(self) -> int:
+        return sum(lane.pending() for lane in self.lanes())
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        execution_id: str,
+        output_dir: Path,
+        default_model_name: str | None = None,
+        environ: Mapping[str, str] = os.environ,
+        backoff: Backoff | None = None,
+        max_queue: int = 10_000,
+        max_batch: int = 200,
+    ) -> Reporter:
+        job_id = environ.get("JOB_ID") or execution_id
+        user_id = environ.get("USER_ID") or "local"
+        model_name = environ.get("MODEL_NAME") or default_model_name
+        if global_rank(environ) != 0:
+            return cls(job_id=job_id, user_id=user_id, model_name=model_name, event_log=None)
+        event_log = EventLog(Path(output_dir) / EVENT_LOG_NAME)
+        metrics_url = environ.get("METRICS_API_URL")
+        if not metrics_url:
+            log.info(
+                "METRICS_API_URL is not set: metrics and alerts are written to %s only",
+                event_log.path,
+            )
+            return cls(job_id=job_id, user_id=user_id, model_name=model_name, event_log=event_log)
+        alerts_url = environ.get("ALERT_API_URL") or origin_of(metrics_url)
+        metrics_url = endpoint_url(metrics_url, METRICS_PATH)
+        alerts_url = endpoint_url(alerts_url, ALERTS_PATH)
+        token = environ.get("JOB_TOKEN", "")
+        api_key = environ.get("INTERNAL_API_KEY", "")
+
+        def recover(kind: str) -> Any:
+            def read_back(seqs: set[int]) -> list[Item]:
+                return [
+                    (e["seq"], e["data"])
+                    for e in iter_events(event_log.path, after=min(seqs) - 1)
+                    if e["seq"] in seqs and e.get("kind") == kind
+                ]
+
+            return read_back
+
+        metrics_lane = Lane(
+            "metrics",
+            HttpTarget(metrics_url, {"Authorization": f"Bearer {token}"}, REQUEST_TIMEOUT_S),
+            lambda points: {"job_id": job_id, "metrics": points},
+            max_batch=max_batch,
+            max_queue=max_queue,
+            backoff=backoff,
+            recover=recover("metric"),
+            auth_hint="Check JOB_TOKEN (the job's token from the app)."
+            if token
+            else "JOB_TOKEN is not set in the trainer's environment.",
+        )
+        alerts_lane = Lane(
+            "alerts",
+            HttpTarget(alerts_url, {"X-API-Key": api_key}, REQUEST_TIMEOUT_S),
+            lambda alerts: alerts[0],
+            max_batch=1,
+            max_queue=max_queue,
+            backoff=backoff,
+            recover=recover("alert"),
+            auth_hint="Check INTERNAL_API_KEY (the receiver's API key)."
+            if api_key
+            else "INTERNAL_API_KEY is not set in the trainer's environment.",
+        )
+        return cls(
+            job_id=job_id,
+            user_id=user_id,
+            model_name=model_name,
+            event_log=event_log,
+            metrics_lane=metrics_lane,
+            alerts_lane=alerts_lane,
+        )

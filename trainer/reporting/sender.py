@@ -1,0 +1,301 @@
+"""Background delivery of events to a receiver, so that training never waits on the network.
+
+One ``Lane`` per endpoint (metric points, alerts), each with its own thread:
+
+- ``submit`` only appends to a bounded in-memory queue and returns; it never blocks on I/O.
+- The thread takes up to ``max_batch`` items, posts them, and on a network error, a timeout, a
+  429 or a 5xx keeps that batch *in flight* and retries it with exponential backoff and jitter
+  (never dropping it), so whatever the receiver did not acknowledge is sent again when it comes
+  back, in order, before anything newer.
+- 401/403 (wrong token or key) and 404 (unknown job) are logged once, clearly, and the lane stops
+  sending; training goes on and the events stay in ``events.jsonl``.
+- 413 or 422 on a batch splits it in halves until the offending single item is found, which is
+  then dropped with one log line (the receiver will never accept it).
+- Queue full (receiver down for a long time): the oldest queued item is dropped and counted. Every
+  item is already in ``events.jsonl``, so once the receiver answers again the lane reads the
+  dropped ones back from the log (``recover``) and sends them too: nothing is lost, only late.
+- ``close(timeout)`` sends what it can within the bound: no backoff sleeps, and a lane whose
+  receiver fails during close gives up at once instead of burning the whole bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainer.reporting.http_target import HttpTarget, Response
+
+log = logging.getLogger("trainer.reporting")
+
+Item = tuple[int, dict[str, Any]]  # (seq in events.jsonl, payload)
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with "equal jitter": a delay in [d/2, d], d doubling up to ``cap``."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        d = min(self.cap, self.base * (2 ** max(0, failures - 1)))
+        jittered = self.rng.uniform(d / 2, d)
+        if retry_after is not None:
+            return min(self.cap, max(jittered, retry_after))
+        return jittered
+
+
+@dataclass
+class LaneStats:
+    sent: int = 0  # items the receiver acknowledged
+    requests: int = 0
+    failures: int = 0  # failed attempts (retried)
+    dropped_full: int = 0  # pushed out of a full queue (recovered from the log later)
+    recovered: int = 0
+    rejected: int = 0  # refused one by one with 413/422; never resent
+    disabled: str | None = None  # why the lane stopped sending
+
+
+class Lane:
+    """A queue, a thread and a receiver endpoint. See the module docstring for the policy."""
+
+    def __init__(
+        self,
+        name: str,
+        target: HttpTarget,
+        make_body: Callable[[list[dict[str, Any]]], Any],
+        *,
+        max_batch: int = 200,
+        max_queue: int = 10_000,
+        backoff: Backoff | None = None,
+        recover: Callable[[set[int]], list[Item]] | None = None,
+        auth_hint: str = "",
+    ) -> None:
+        self.name = name
+        self.stats = LaneStats()
+        self._target = target
+        self._make_body = make_body
+        self._max_batch = max_batch
+        self._queue: collections.deque[Item] = collections.deque()
+        self._max_queue = max_queue
+        self._dropped: set[int] = set()
+        self._inflight: list[Item] = []
+        self._backoff = backoff or Backoff()
+        self._recover = recover
+        self._auth_hint = auth_hint
+        self._cond = threading.Condition()
+        self._closing = False
+        self._deadline: float | None = None
+        self._consecutive_failures = 0
+        self._outage_logged = False
+        self._thread = threading.Thread(target=self._run, name=f"tunedeck-{name}", daemon=True)
+        self._thread.start()
+
+    # -- called from the training thread ------------------------------------------------------
+
+    def submit(self, seq: int, payload: dict[str, Any]) -> None:
+        """Queue one item. Never blocks on the network."""
+        with self._cond:
+            if self.stats.disabled or self._closing:
+                return
+            if len(self._queue) >= self._max_queue:
+                old_seq, _ = self._queue.popleft()
+                self._dropped.add(old_seq)
+                self.stats.dropped_full += 1
+            self._queue.append((seq, payload))
+            self._cond.notify()
+
+    def pending(self) -> int:
+        """Items not yet acknowledged (read without the lock: for polling in a signal handler)."""
+        if self.stats.disabled:
+            return 0
+        return len(self._queue) + len(self._inflight) + len(self._dropped)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far is acknowledged (True) or ``timeout`` passes."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            self._cond.notify_all()
+            while self.pending() and time.monotonic() < end:
+                self._cond.wait(min(0.05, max(0.0, end - time.monotonic())))
+        return self.pending() == 0
+
+    def close(self, timeout: float) -> bool:
+        """Send what can be sent within ``timeout`` seconds, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._deadline = time.monotonic() + timeout
+            self._cond.notify_all()
+        self._thread.join(timeout + 1.0)
+        self._target.close()
+        left = self.pending()
+        if left and not self.stats.disabled:
+            log.warning(
+                "%s: %d event(s) were not delivered before exit; they are in events.jsonl",
+                self.name,
+                left,
+            )
+        return left == 0
+
+    def begin_emergency_close(self) -> None:
+        """From a signal handler: switch to close mode without risking a deadlock on the lock."""
+        if self._cond.acquire(timeout=0.2):
+            try:
+                self._closing = True
+                self._deadline = time.monotonic() + 1.0
+                self._cond.notify_all()
+            finally:
+                self._cond.release()
+
+    # -- the lane's thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._next_batch():
+                outcome = self._attempt()
+                if outcome is not None and not self._wait_backoff(outcome):
+                    break
+        except Exception:  # a bug here must never take training down
+            log.exception("%s: sender thread stopped", self.name)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _next_batch(self) -> bool:
+        """Fill ``_inflight``; False when the lane should stop."""
+        with self._cond:
+            while True:
+                if self.stats.disabled:
+                    return False
+                if (
+                    self._closing
+                    and self._deadline is not None
+                    and time.monotonic() >= self._deadline
+                ):
+                    return False
+                if self._inflight:
+                    return True
+                if self._queue:
+                    n = min(self._max_batch, len(self._queue))
+                    self._inflight = [self._queue.popleft() for _ in range(n)]
+                    return True
+                if self._dropped and self._recover is not None:
+                    wanted = set(sorted(self._dropped)[: self._max_batch])
+                    self._cond.release()
+                    try:
+                        items = self._recover(wanted)
+                    finally:
+                        self._cond.acquire()
+                    self._dropped -= wanted
+                    self.stats.recovered += len(items)
+                    self._inflight = sorted(items, key=lambda it: it[0])
+                    if self._inflight:
+                        return True
+                    continue
+                if self._closing:
+                    return False
+                self._cond.notify_all()  # wake flush() waiters: nothing pending
+                self._cond.wait(0.5)
+
+    def _attempt(self) -> Response | Exception | None:
+        """Post the in-flight batch. None when it is settled, else what to back off on."""
+        batch = self._inflight
+        timeout = self._target.timeout
+        if self._closing and self._deadline is not None:
+            timeout = max(0.1, min(timeout, self._deadline - time.monotonic()))
+        self.stats.requests += 1
+        try:
+            resp = self._target.post_json(self._make_body([p for _, p in batch]), timeout=timeout)
+        except (OSError, http.client.HTTPException) as err:
+            return self._failed(err)
+        if 200 <= resp.status < 300:
+            with self._cond:
+                self.stats.sent += len(batch)
+                self._inflight = []
+                self._cond.notify_all()
+            if self._outage_logged:
+                log.warning("%s: receiver at %s answers again", self.name, self._target.url)
+                self._outage_logged = False
+            self._consecutive_failures = 0
+            return None
+        if resp.status in (401, 403, 404):
+            self._disable(resp)
+            return None
+        if resp.status in (400, 413, 422):
+            self._split_or_reject(resp)
+            return None
+        return self._failed(resp)
+
+    def _failed(self, why: Response | Exception) -> Response | Exception:
+        self.stats.failures += 1
+        self._consecutive_failures += 1
+        if not self._outage_logged:
+            detail = f"HTTP {why.status}" if isinstance(why, Response) else repr(why)
+            log.warning(
+                "%s: receiver at %s not reachable (%s); retrying with backoff, events are kept "
+                "in events.jsonl",
+                self.name,
+                self._target.url,
+                detail,
+            )
+            self._outage_logged = True
+        return why
+
+    def _wait_backoff(self, why: Response | Exception) -> bool:
+        """Sleep before the retry; False when the lane should give up (closing)."""
+        with self._cond:
+            if self._closing:
+                return False  # one failure during close: the rest stays in the log
+            retry_after = why.retry_after if isinstance(why, Response) else None
+            delay = self._backoff.delay(self._consecutive_failures, retry_after)
+            end = time.monotonic() + delay
+            while not self._closing and (left := end - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return True
+
+    def _disable(self, resp: Response) -> None:
+        if resp.status == 404:
+            why, hint = "does not know this job (HTTP 404)", "Check JOB_ID."
+        else:
+            why, hint = f"rejected the credentials (HTTP {resp.status})", self._auth_hint
+        log.error(
+            "%s: receiver at %s %s. Nothing more is sent to it in this run; training goes on and "
+            "every event stays in events.jsonl. %s",
+            self.name,
+            self._target.url,
+            why,
+            hint,
+        )
+        with self._cond:
+            self.stats.disabled = f"HTTP {resp.status}"
+            self._queue.clear()
+            self._inflight = []
+            self._dropped.clear()
+            self._cond.notify_all()
+
+    def _split_or_reject(self, resp: Response) -> None:
+        with self._cond:
+            batch = self._inflight
+            if len(batch) > 1:
+                half = len(batch) // 2
+                # the second half goes back to the front of the queue, in order
+                self._queue.extendleft(reversed(batch[half:]))
+                self._inflight = batch[:half]
+                return
+            self._inflight = []
+            self.stats.rejected += 1
+        log.error(
+            "%s: receiver refused event %d with HTTP %d (%s); it is dropped from sending but "
+            "kept in events.jsonl",
+            self.name,
+            batch[0][0],
+            resp.status,
+            resp.body[:300].decode("utf-8", "replace"),
+        )
