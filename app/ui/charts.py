@@ -260,7 +260,7 @@ class ChartsView(QWidget):
                 plot.getPlotItem().setLogMode(x=False, y=self.log_scale.isChecked())
                 plot.getPlotItem().setLabel("bottom", self._x_label())
                 self._add_crosshair(plot)
-                plot.getPlotItem().vb.sigXRangeChanged.connect(self.schedule)
+                plot.getPlotItem().vb.sigXRangeChanged.connect(self._x_range_changed)
                 self.plots[key] = plot
         for plot in self.plots.values():
             self.grid.removeWidget(plot)
@@ -283,6 +283,12 @@ class ChartsView(QWidget):
         left, right = box.viewRange()[0]
         span = right - left
         return left - span, right + span
+
+    def _x_range_changed(self, box: pg.ViewBox) -> None:
+        # a zoom or pan by the user needs points for the new window; the view following the
+        # data (auto-range) already has them all
+        if not box.autoRangeEnabled()[0]:
+            self.schedule()
 
     def _new_curve(self, key: tuple[str, str]) -> _Curve:
         raw = pg.PlotDataItem()

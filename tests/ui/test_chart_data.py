@@ -1,0 +1,125 @@
+"""Series, smoothing, decimation and CSV export behind the charts (no Qt)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from app.ui.chart_data import ChartData, Series, ema, panel_of
+
+
+def _tensorboard_ema(values: list[float], weight: float) -> list[float]:
+    out, last = [], 0.0
+    for i, v in enumerate(values):
+        last = last * weight + (1 - weight) * v
+        out.append(last / (1 - weight ** (i + 1)))
+    return out
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.6, 0.95, 0.999])
+def test_ema_matches_tensorboards_smoothing(weight: float) -> None:
+    values = list(np.random.default_rng(1).normal(2.0, 0.5, 3000))
+    np.testing.assert_allclose(ema(np.array(values), weight), _tensorboard_ema(values, weight))
+
+
+def test_smoothing_extends_as_points_arrive() -> None:
+    values = np.random.default_rng(2).normal(size=500)
+    series = Series()
+    for i, v in enumerate(values[:300]):
+        series.add(i, float(v), 0.0)
+    series.smoothed(0.8)
+    for i, v in enumerate(values[300:], start=300):
+        series.add(i, float(v), 0.0)
+    np.testing.assert_allclose(series.smoothed(0.8), ema(values, 0.8))
+
+
+def test_a_repeated_step_replaces_its_value_and_a_late_one_is_inserted_in_order() -> None:
+    data = ChartData()
+    data.add_points("j", [{"step": 1, "train_loss": 3.0}, {"step": 3, "train_loss": 2.0}])
+    data.add_points("j", [{"step": 3, "train_loss": 1.5}, {"step": 2, "train_loss": 2.5}])
+    series = data.job("j").get("train_loss")
+    assert list(series.steps) == [1, 2, 3]
+    assert list(series.values) == [3.0, 2.5, 1.5]
+
+
+def test_nulls_non_finite_and_non_numbers_are_not_drawn() -> None:
+    data = ChartData()
+    changed = data.add_points(
+        "j",
+        [
+            {"step": 1, "train_loss": None, "grad_norm": float("nan"), "note": "x", "ok": True},
+            {"step": 2, "train_loss": 1.0, "timestamp": "2026-01-01T00:00:00Z"},
+        ],
+    )
+    assert changed == {"train_loss"}
+    assert data.metrics(["j"]) == ["train_loss"]
+
+
+def test_metrics_go_to_their_panels_and_extras_to_the_methods_own() -> None:
+    assert panel_of("eval_loss") == "loss"
+    assert panel_of("gpu_memory_reserved_gb") == "gpu_memory"
+    assert panel_of("rewards/margins") == "method"
+    data = ChartData()
+    data.add_points("j", [{"step": 1, "train_loss": 1.0, "rewards/margins": 0.2, "epoch": 0.1}])
+    assert [p.key for p in data.panels(["j"])] == ["loss", "method"]  # no epoch panel
+
+
+def test_wall_time_is_seconds_since_the_jobs_first_point() -> None:
+    data = ChartData()
+    data.add_points(
+        "j",
+        [
+            {"step": 1, "train_loss": 2.0, "timestamp": "2026-11-28T12:00:00Z"},
+            {"step": 2, "train_loss": 1.0, "timestamp": "2026-11-28T12:00:02.500000Z"},
+        ],
+    )
+    assert list(data.job("j").relative_times("train_loss")) == [0.0, 2.5]
+
+
+def test_csv_export_has_one_row_per_job_and_step() -> None:
+    data = ChartData()
+    data.add_points("a", [{"step": 1, "train_loss": 2.0}, {"step": 1, "eval_loss": 2.2}])
+    data.add_points("a", [{"step": 2, "train_loss": 1.5}])
+    data.add_points("b", [{"step": 1, "train_loss": 3.0}])
+    out = io.StringIO()
+    assert data.write_csv(["a", "b"], out, {"a": "run A"}) == 3
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert rows[0] == {
+        "job_id": "a",
+        "job": "run A",
+        "step": "1",
+        "time_s": "",
+        "train_loss": "2.0",
+        "eval_loss": "2.2",
+    }
+    assert rows[1]["eval_loss"] == "" and rows[2]["job"] == "b"
+
+
+def test_a_million_points_decimate_to_a_few_thousand_and_keep_every_peak() -> None:
+    n = 1_000_000
+    values = np.random.default_rng(3).normal(size=n)
+    values[123_457] = 50.0  # one spike that a plain subsample would lose
+    series = Series()
+    series.extend(np.arange(n), values, np.zeros(n))
+    x, y = series.decimated(series.steps, 0.0, budget=1000)
+    assert len(x) <= 4000
+    assert y.max() == 50.0 and y.min() == values.min()
+    assert x[0] == 0 and x[-1] <= n - 1
+    # appending keeps the blocks up to date
+    series.add(n, -99.0, 0.0)
+    _, y = series.decimated(series.steps, 0.0, budget=1000)
+    assert y.min() == -99.0
+    # a zoomed window is drawn from finer blocks (or the points themselves)
+    x, y = series.decimated(series.steps, 0.0, lo=123_000, hi=124_000, budget=1000)
+    assert 122_000 < x[0] <= 123_000 and 124_000 <= x[-1] < 125_000
+    assert y.max() == 50.0
+
+
+def test_a_small_series_is_drawn_point_for_point() -> None:
+    series = Series()
+    series.extend(np.arange(100), np.arange(100.0), np.zeros(100))
+    x, y = series.decimated(series.steps, 0.0, budget=1000)
+    assert list(x) == list(y) == list(range(100))

@@ -1,0 +1,135 @@
+"""The charts widget: points reach the curves, redraws coalesce, overlays, smoothing, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QImage
+
+from app.ui.chart_data import ChartData, Series, ema
+from app.ui.charts import FRAME_MS, PALETTE, ChartsView
+
+
+@pytest.fixture
+def charts(qtbot) -> tuple[ChartsView, ChartData]:
+    data = ChartData()
+    view = ChartsView(data)
+    qtbot.addWidget(view)
+    view.resize(900, 600)
+    view.show()
+    return view, data
+
+
+def _points(n: int, start: int = 0, **extra: float) -> list[dict]:
+    return [
+        {"step": s, "train_loss": 3.0 / (s + 1), "learning_rate": 1e-4, **extra}
+        for s in range(start, start + n)
+    ]
+
+
+def test_points_reach_the_curves_with_one_redraw_per_frame(qtbot, charts) -> None:
+    view, data = charts
+    view.set_jobs([("a", "run a")])
+    qtbot.waitUntil(lambda: view.redraw_count >= 1)  # the empty first draw
+    before = view.redraw_count
+    for batch in range(50):  # fifty batches inside one frame
+        data.add_points("a", _points(2, start=batch * 2))
+        view.data_changed("a", {"train_loss"})
+    qtbot.wait(FRAME_MS * 4)
+    assert view.redraw_count == before + 1
+    assert list(view.plotted("a", "train_loss")) == [3.0 / (s + 1) for s in range(100)]
+    assert set(view.plots) == {"loss", "learning_rate"}  # nothing drawn for absent GPU figures
+    assert not view.empty.isVisible()
+
+
+def test_several_jobs_overlay_in_distinct_colours_with_a_legend(qtbot, charts) -> None:
+    view, data = charts
+    data.add_points("a", _points(10))
+    data.add_points("b", _points(10, eval_loss=1.0))
+    view.set_jobs([("a", "first"), ("b", "second")])
+    view.redraw()
+    colour_a = view.curves[("a", "train_loss")].raw.opts["pen"].color().name()
+    colour_b = view.curves[("b", "train_loss")].raw.opts["pen"].color().name()
+    assert (colour_a, colour_b) == (PALETTE[0], PALETTE[1])
+    legend = view.plots["loss"].getPlotItem().legend
+    names = [label.text for _, label in legend.items]
+    assert names == ["first · train_loss", "second · train_loss", "second · eval_loss"]
+    # dropping a job from the selection removes its curves
+    view.set_jobs([("b", "second")])
+    view.redraw()
+    assert ("a", "train_loss") not in view.curves
+
+
+def test_smoothing_draws_the_ema_over_a_faint_raw_line(qtbot, charts) -> None:
+    view, data = charts
+    data.add_points("a", _points(40))
+    view.set_jobs([("a", "a")])
+    view.smoothing.setValue(60)
+    view.redraw()
+    curve = view.curves[("a", "train_loss")]
+    assert curve.smooth is not None
+    raw = np.array([3.0 / (s + 1) for s in range(40)])
+    np.testing.assert_allclose(curve.smooth.yData, ema(raw, 0.6))
+    assert curve.raw.opts["pen"].color().alpha() < 255
+    view.smoothing.setValue(0)
+    view.redraw()
+    assert curve.smooth is None
+
+
+def test_log_scale_and_wall_time_axis(qtbot, charts) -> None:
+    view, data = charts
+    data.add_points(
+        "a",
+        [
+            {"step": 10, "train_loss": 2.0, "timestamp": "2026-11-28T12:00:00Z"},
+            {"step": 20, "train_loss": 1.0, "timestamp": "2026-11-28T12:00:30Z"},
+        ],
+    )
+    view.set_jobs([("a", "a")])
+    view.redraw()
+    view.log_scale.setChecked(True)
+    assert view.plots["loss"].getPlotItem().ctrl.logYCheck.isChecked()
+    view.x_mode.setCurrentIndex(view.x_mode.findData("time"))
+    view.redraw()
+    assert list(view.curves[("a", "train_loss")].raw.xData) == [0.0, 30.0]
+    assert view.plots["loss"].getPlotItem().getAxis("bottom").labelText == "time (s)"
+
+
+def test_crosshair_reads_the_nearest_point(qtbot, charts) -> None:
+    view, data = charts
+    data.add_points("a", _points(10))
+    view.set_jobs([("a", "a")])
+    view.redraw()
+    text = view.read_out(view.plots["loss"], 4.2)
+    assert "train_loss 0.6 @ 4" in text
+
+
+def test_export_png_and_csv(qtbot, charts, tmp_path: Path) -> None:
+    view, data = charts
+    data.add_points("a", _points(5))
+    view.set_jobs([("a", "run a")])
+    view.redraw()
+    png = tmp_path / "charts.png"
+    view.export_png(png)
+    image = QImage(str(png))
+    assert not image.isNull() and image.width() > 100
+    csv_path = tmp_path / "metrics.csv"
+    assert view.export_csv(csv_path) == 5
+    assert csv_path.read_text().splitlines()[0] == "job_id,job,step,time_s,train_loss,learning_rate"
+
+
+def test_zooming_in_redraws_the_window_point_for_point(qtbot, charts) -> None:
+    view, data = charts
+    n = 300_000
+    series = data.job("a").series.setdefault("train_loss", Series())
+    series.extend(np.arange(n), np.random.default_rng(0).normal(size=n), np.zeros(n))
+    view.set_jobs([("a", "a")])
+    view.redraw()
+    curve = view.curves[("a", "train_loss")]
+    assert len(curve.raw.xData) <= 4 * view.plots["loss"].width()  # blocks, not 300k points
+    view.plots["loss"].getPlotItem().vb.setXRange(1000, 1100, padding=0)
+    qtbot.waitUntil(lambda: curve.raw.xData[0] > 800)
+    # the window plus a view's width either side, every point in it
+    assert list(curve.raw.xData) == list(range(899, 1201))
