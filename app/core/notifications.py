@@ -96,6 +96,13 @@ _TITLES: dict[str, tuple[str, Urgency]] = {
     "budget_warning": ("Budget nearly spent", "normal"),
 }
 
+
+def alert_title(alert_type: str) -> str:
+    """The short name of an alert type, as notifications and the Settings dialog show it."""
+    known = _TITLES.get(alert_type)
+    return known[0] if known else alert_type.replace("_", " ").capitalize()
+
+
 _ADVICE: dict[str, str] = {
     "job_failed": "Open the job in Tunedeck for the full log.",
     "gpu_oom": "Lower the batch size or maximum length, or turn on gradient checkpointing or "
