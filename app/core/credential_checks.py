@@ -109,8 +109,7 @@ def check_hf_token(
 def _get(url: str, secret: str, timeout_s: float, *, service: str) -> httpx.Response | CheckResult:
     headers = {"Authorization": f"Bearer {secret}", "Accept": "application/json"}
     try:
-        # trust_env=False: a proxy variable must not silently reroute a credential check
-        with httpx.Client(timeout=timeout_s, trust_env=False) as client:
+        with httpx.Client(timeout=timeout_s) as client:
             return client.get(url, headers=headers)
     except httpx.TimeoutException:
         return CheckResult(

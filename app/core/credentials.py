@@ -13,6 +13,7 @@ After a time-out the store stops asking the keyring for the rest of the session,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets as _random
 import threading
@@ -190,6 +191,10 @@ class CredentialStore:
         if value:
             self._remember(value)
         return value or None
+
+    async def get_async(self, name: str) -> str | None:
+        """``get`` for code on the asyncio (qasync) loop: the wait happens on a worker thread."""
+        return await asyncio.to_thread(self.get, name)
 
     def set(self, name: str, value: str) -> None:
         """Save to the keyring. Raises KeyringUnavailable; then offer ``set_session`` instead."""

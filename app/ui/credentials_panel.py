@@ -100,8 +100,11 @@ class CredentialsPanel(QWidget):
     # ---- start-up ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Probe the keyring, then fill the fields with what it holds (all off-thread)."""
-        self._runner.run(self._store.probe, self._probed)
+        """Probe the keyring, then fill the fields with what it holds (all off-thread).
+
+        The probe is forced: opening Settings is how a user retries after fixing the keyring.
+        """
+        self._runner.run(functools.partial(self._store.probe, force=True), self._probed)
 
     def _probed(self, future: Future[Any]) -> None:
         status: KeyringStatus = future.result()
@@ -133,11 +136,8 @@ class CredentialsPanel(QWidget):
             self.status.setText(status.message)
             return
         self.status.setText("Secrets entered here are kept for this session only.")
-        self.banner.setText(
-            f"<b>No usable keyring.</b> {status.message}<br>{status.hint}"
-            if status.hint
-            else f"<b>No usable keyring.</b> {status.message}"
-        )
+        hint = f"<br>{status.hint}" if status.hint else ""
+        self.banner.setText(f"<b>Secrets cannot be saved.</b> {status.message}{hint}")
         self.banner.setHidden(False)
 
     # ---- rows --------------------------------------------------------------------------

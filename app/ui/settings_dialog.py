@@ -93,6 +93,8 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         self.credentials.start()
+        if self._settings.trainer_python:
+            self.check_python()  # the tab opens knowing whether the chosen Python can train
 
     # ---- tabs --------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -255,3 +256,25 @@ def test_hanging_keyring_gives_up_at_the_time_limit(hanging: HangingKeyring) -> 
     # asking again on purpose does try the keyring again
     assert not store.probe(force=True).available
     assert HangingKeyring.calls == 2
+
+
+def test_async_get_waits_on_a_worker_not_on_the_loop(hanging: HangingKeyring) -> None:
+    store = CredentialStore(hanging, timeout_s=0.3)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        for _ in range(100):  # bounded: at most about a second
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def scenario() -> int:
+        tick_task = asyncio.create_task(ticker())
+        with pytest.raises(KeyringUnavailable):
+            await store.get_async("hf_token")
+        seen = ticks
+        tick_task.cancel()
+        return seen
+
+    # the loop kept ticking during the 0.3 s the keyring hung (a blocked loop would show 0)
+    assert asyncio.run(scenario()) >= 10

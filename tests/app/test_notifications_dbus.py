@@ -92,29 +92,51 @@ class FakeNotificationServer(ServiceInterface):
         return [0, ""]
 
 
-def test_desktop_notifier_shows_job_completed_on_the_session_bus(session_bus: str) -> None:
-    async def scenario() -> tuple[bool, list[dict[str, Any]]]:
-        server_bus = await MessageBus().connect()
-        server = FakeNotificationServer()
-        server_bus.export("/org/freedesktop/Notifications", server)
-        await server_bus.request_name("org.freedesktop.Notifications")
-        try:
-            alerts = AlertNotifications(DesktopNotifierBackend(timeout_s=5))
-            note = await alerts.handle(
-                Alert(type="job_completed", job_id="job-9", model_name="tiny", current_step=4)
-            )
-            assert note is not None
-            delivered = await alerts.notifier.send(note)
-            return delivered, server.shown
-        finally:
-            server_bus.disconnect()
+async def _show_job_completed() -> tuple[bool, list[dict[str, Any]]]:
+    """Serve a fake notification daemon on the bus, then send one alert through desktop-notifier."""
+    server_bus = await MessageBus().connect()
+    server = FakeNotificationServer()
+    server_bus.export("/org/freedesktop/Notifications", server)
+    await server_bus.request_name("org.freedesktop.Notifications")
+    try:
+        notifier = DesktopNotifierBackend(timeout_s=5)
+        alerts = AlertNotifications(notifier)
+        note = await alerts.handle(
+            Alert(type="job_completed", job_id="job-9", model_name="tiny", current_step=4)
+        )
+        assert note is not None
+        delivered = await notifier.send(note)  # a second one on the same connection
+        return delivered, server.shown
+    finally:
+        server_bus.disconnect()
 
-    delivered, shown = asyncio.run(scenario())
+
+EXPECTED = {
+    "app": "Tunedeck",
+    "summary": "Training finished: tiny",
+    "body": "Finished at step 4.",
+    "urgency": 1,  # normal
+}
+
+
+def test_desktop_notifier_shows_job_completed_on_the_session_bus(session_bus: str) -> None:
+    delivered, shown = asyncio.run(_show_job_completed())
     assert delivered is True
-    assert len(shown) == 2
-    assert shown[0] == {
-        "app": "Tunedeck",
-        "summary": "Training finished: tiny",
-        "body": "Finished at step 4.",
-        "urgency": 1,  # normal
-    }
+    assert shown == [EXPECTED, EXPECTED]
+
+
+@pytest.mark.gui
+def test_desktop_notifier_works_on_the_apps_qasync_loop(session_bus: str, qapp: Any) -> None:
+    # the GUI runs asyncio on qasync's loop: dbus-fast must get its socket events there too
+    import qasync
+
+    loop = qasync.QEventLoop(qapp)
+    try:
+        delivered, shown = loop.run_until_complete(
+            asyncio.wait_for(_show_job_completed(), timeout=20)
+        )
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    assert delivered is True
+    assert shown == [EXPECTED, EXPECTED]

@@ -331,10 +331,17 @@ def test_python_check_reports_ready_or_what_is_missing(
 ) -> None:
     dialog = _open(qtbot, no_keyring_store)
     dialog.tabs.setCurrentIndex(3)
+    # checked on opening: the default is this Python, which has the trainer packages
+    assert dialog.python.text() == sys.executable
+    assert dialog.python_result.text().startswith("✓ Python 3.")
+
+    dialog.python.setText("/nonexistent/python")
+    dialog.python_check.click()
+    _settle(qtbot, dialog)
+    assert "does not exist" in dialog.python_result.text()
     dialog.python.setText(sys.executable)
     dialog.python_check.click()
     _settle(qtbot, dialog)
-    assert dialog.python_result.text().startswith("✓ Python 3.")
     assert "ready to train" in dialog.python_result.text()
 
     bare = tmp_path / "python-bare"
