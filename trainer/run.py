@@ -158,7 +158,6 @@ def _losses(history: list[dict[str, Any]]) -> list[float]:
 
 def run(cfg: RunConfig, execution_id: str, *, base_dir: Path | None = None) -> RunResult:
     """Train ``cfg`` to the end (or to a clean stop) and save what it made."""
-    from trainer.data import load_reward_data, load_run_data
     from trainer.modeling import (
         load_causal_lm,
         load_tokenizer,
@@ -180,6 +179,8 @@ def run(cfg: RunConfig, execution_id: str, *, base_dir: Path | None = None) -> R
 
     with reporting_session(cfg, execution_id=execution_id, output_dir=output_dir) as session:
         from transformers import set_seed
+
+        from trainer.data import load_reward_data, load_run_data
 
         data = load_run_data(cfg, base_dir=base_dir)
         reward_data = None

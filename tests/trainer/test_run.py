@@ -1,0 +1,163 @@
+"""Whole runs through ``trainer.run.run``: data file → tiny model → TRL → files on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+from trainer.config import ConfigError, parse_config  # noqa: E402
+from trainer.run import SUMMARY_FILE, run  # noqa: E402
+
+QA = [
+    ("What is the capital of France?", "Paris is the capital of France."),
+    ("Say hello.", "Hello world!"),
+    ("Name a color.", "Blue is a color."),
+    ("Count to three.", "One two three."),
+]
+
+
+def write_chat(path: Path, repeat: int = 3) -> Path:
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in QA * repeat
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def config(tmp_path: Path, **sections: dict[str, Any]) -> Any:
+    data: dict[str, Any] = {
+        "name": "t",
+        "model": {"name_or_path": "builtin:tiny-llama"},
+        "dataset": {"path": str(write_chat(tmp_path / "chat.jsonl")), "eval_fraction": 0.0},
+        "training": {"max_steps": 4, "max_length": 64, "per_device_train_batch_size": 4},
+        "checkpoint": {"save_strategy": "steps", "save_steps": 2},
+        "logging": {"logging_steps": 1},
+        "output": {"output_dir": str(tmp_path / "out")},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return parse_config(data)
+
+
+def events(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+
+
+def test_lora_run_saves_an_adapter_that_reloads_and_generates(tmp_path: Path) -> None:
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    result = run(config(tmp_path), "run-1", base_dir=tmp_path)
+    out = tmp_path / "out"
+    assert result.exit_code == 0 and result.global_step == 4
+    assert (out / "adapter_model.safetensors").is_file()
+    assert (out / "tokenizer.json").is_file()
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["global_step"] == 4 and summary["world_size"] == 1
+    assert summary["execution_id"] == "run-1"
+
+    model = AutoPeftModelForCausalLM.from_pretrained(str(out))
+    tok = AutoTokenizer.from_pretrained(str(out))
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "Say hello."}], add_generation_prompt=True, tokenize=False
+    )
+    ids = tok(prompt, return_tensors="pt")
+    gen = model.generate(**ids, max_new_tokens=6, do_sample=False)
+    assert gen.shape[1] > ids["input_ids"].shape[1]
+    assert isinstance(tok.decode(gen[0][ids["input_ids"].shape[1] :]), str)
+
+
+def test_full_fine_tune_with_eval_saves_a_model(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    cfg = config(
+        tmp_path,
+        adapter={"kind": "full"},
+        dataset={"eval_fraction": 0.25},
+        evaluation={"strategy": "steps", "eval_steps": 2},
+    )
+    result = run(cfg, "run-full", base_dir=tmp_path)
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").is_file()
+    assert not (out / "adapter_config.json").exists()
+    assert any("eval_loss" in h for h in result.log_history)
+    AutoModelForCausalLM.from_pretrained(str(out))
+
+
+def test_merge_after_training_writes_a_plain_model(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    result = run(
+        config(tmp_path, adapter={"merge_after_training": True}), "run-merge", base_dir=tmp_path
+    )
+    merged = tmp_path / "out" / "merged"
+    assert result.merged_dir == str(merged)
+    assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
+    AutoModelForCausalLM.from_pretrained(str(merged))  # loads without peft
+
+
+def test_resumed_run_continues_from_its_checkpoint_step(tmp_path: Path) -> None:
+    first = run(config(tmp_path), "part-1", base_dir=tmp_path)
+    assert first.global_step == 4
+    cfg = config(
+        tmp_path,
+        training={"max_steps": 6},
+        checkpoint={"resume_from_checkpoint": "latest"},
+    )
+    second = run(cfg, "part-2", base_dir=tmp_path)
+    assert second.resumed_from_step == 4 and second.global_step == 6
+    # the second execution trained steps 5 and 6 only
+    log = events(tmp_path / "out")
+    start = next(
+        i
+        for i, e in enumerate(log)
+        if e["kind"] == "alert"
+        and e["data"]["type"] == "job_started"
+        and e["data"]["job_id"] == "part-2"
+    )
+    steps = [
+        e["data"]["step"]
+        for e in log[start:]
+        if e["kind"] == "metric" and "train_loss" in e["data"]
+    ]
+    assert steps == [5, 6]
+
+
+def test_resume_latest_with_no_checkpoint_fails_before_training(tmp_path: Path) -> None:
+    cfg = config(tmp_path, checkpoint={"resume_from_checkpoint": "latest"})
+    with pytest.raises(ConfigError, match="found no checkpoint"):
+        run(cfg, "r", base_dir=tmp_path)
+    assert not (tmp_path / "out" / "events.jsonl").exists()
+
+
+def test_a_push_to_hub_run_pushes_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    pushed: dict[str, Any] = {}
+
+    class Hub:
+        def __init__(self, token: str | None = None) -> None:
+            pass
+
+        def create_repo(self, **kw: Any) -> None:
+            pushed["create"] = kw
+
+        def upload_folder(self, **kw: Any) -> None:
+            pushed["files"] = sorted(p.name for p in Path(kw["folder_path"]).iterdir())
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
+    monkeypatch.delenv("HF_REPO_NAME", raising=False)
+    cfg = config(tmp_path, output={"push_to_hub": True, "hub_repo": "me/tiny"})
+    result = run(cfg, "push", base_dir=tmp_path)
+    assert result.hub_repo == "me/tiny"
+    assert pushed["create"]["private"] is True
+    assert "adapter_model.safetensors" in pushed["files"]
