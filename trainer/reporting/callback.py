@@ -9,7 +9,7 @@ the sender threads' business.
   losses only (sft, cpt); the preference and RL methods' losses are not log-likelihoods.
 - Health: a non-finite training loss stops the run at the end of that step *without* saving that
   state (the last good checkpoint stays the newest); ``loss_spike`` when a logged loss exceeds
-  ``logging.loss_spike_factor`` times the mean of the previous few.
+  ``logging.loss_spike_factor`` times the median of the previous ten.
 - Run control: at the end of every optimiser step it asks RunControl whether to stop (signal,
   max_runtime); if so it saves a checkpoint at this step and stops. In a multi-process run the
   decision is all-reduced, so every rank stops at the same step (otherwise DDP would hang).
@@ -18,6 +18,7 @@ the sender threads' business.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -227,8 +228,9 @@ class ReportingCallback(TrainerCallback):
         self._losses.append(loss)
         if len(history) < SPIKE_MIN_HISTORY:
             return
-        mean = sum(history) / len(history)
-        spike = mean > 0 and loss > factor * mean
+        # the median, so that one spike does not raise the bar for the next
+        typical = statistics.median(history)
+        spike = typical > 0 and loss > factor * typical
         if spike and not self._last_was_spike:
             self.session.alert(
                 "loss_spike",
@@ -236,7 +238,7 @@ class ReportingCallback(TrainerCallback):
                 current_step=int(state.global_step),
                 total_steps=int(state.max_steps) or None,
                 message=f"training loss {loss:.4g} at step {state.global_step} is "
-                f"{loss / mean:.1f}x its recent average {mean:.4g}",
+                f"{loss / typical:.1f}x its recent median {typical:.4g}",
             )
         self._last_was_spike = spike
 

@@ -43,6 +43,12 @@ def global_rank(environ: Mapping[str, str] = os.environ) -> int:
         return 0
 
 
+def _without_nulls(data: dict[str, Any]) -> dict[str, Any]:
+    # A NaN or infinite figure travels as nothing at all: JSON has no NaN, and a null would only
+    # say "no value" at more cost.
+    return {k: v for k, v in data.items() if v is not None}
+
+
 class Reporter:
     """Writes every event to the log, then hands it to the sender lanes (if any)."""
 
@@ -72,7 +78,7 @@ class Reporter:
         if self.event_log is None:
             return
         point.setdefault("timestamp", utc_now_iso())
-        data = clean_payload(MetricPoint.model_validate(point).model_dump(exclude_none=True))
+        data = _without_nulls(clean_payload(MetricPoint.model_validate(point).model_dump()))
         seq = self.event_log.append("metric", data)
         if self.metrics_lane is not None:
             self.metrics_lane.submit(seq, data)
@@ -90,7 +96,7 @@ class Reporter:
                 **fields,
             }
         )
-        data = clean_payload(alert.model_dump(exclude_none=True))
+        data = _without_nulls(clean_payload(alert.model_dump()))
         seq = self.event_log.append("alert", data)
         if self.alerts_lane is not None:
             self.alerts_lane.submit(seq, data)

@@ -38,7 +38,7 @@ log = logging.getLogger("trainer.reporting")
 
 EXIT_FAILED = 1
 EXIT_LOSS_NAN = 3
-FLUSH_SECONDS = 10.0  # bound on delivering what is left when the run ends
+FLUSH_SECONDS = 5.0  # bound on delivering what is left when the run ends
 EMERGENCY_FLUSH_SECONDS = 1.0  # bound after a second signal
 
 
