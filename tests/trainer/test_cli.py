@@ -161,6 +161,6 @@ def test_the_demo_preset_trains_in_under_a_minute_from_anywhere(tmp_path: Path) 
     out = tmp_path / "outputs" / "demo-sft"
     assert (out / "adapter_model.safetensors").is_file()
     summary = json.loads((out / "run_summary.json").read_text())
-    assert summary["global_step"] == 30
-    assert summary["last_loss"] < summary["first_loss"]
+    assert summary["global_step"] == 200
+    assert summary["last_loss"] < summary["first_loss"] / 2
     assert elapsed < 60, elapsed

@@ -37,4 +37,5 @@ def test_demo_preset_uses_the_builtin_model_and_demo_chat() -> None:
     cfg = load_config(REPO / "resources" / "presets" / "demo-sft.json")
     assert cfg.model.name_or_path == "builtin:tiny-llama"
     assert cfg.dataset.path == "resources/datasets/demo-chat.jsonl"
-    assert cfg.runtime.device == "auto" and cfg.adapter.kind == "lora"
+    # auto device: the same preset runs on a CPU and on a GPU
+    assert cfg.runtime.device == "auto"
