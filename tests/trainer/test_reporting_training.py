@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
