@@ -152,6 +152,15 @@ def _to_dataset(rows: Any) -> Any:
     return rows if isinstance(rows, Dataset) else Dataset.from_list(list(rows))
 
 
+def _is_conversational(rows: Any) -> bool:
+    """Whether TRL will render these rows with a chat template (a field holds messages)."""
+    first = next(iter(rows), None) if rows is not None else None
+    if not isinstance(first, dict):
+        return False
+    keys = ("messages", "prompt", "completion", "chosen", "rejected")
+    return any(isinstance(first.get(k), list) for k in keys)
+
+
 def _losses(history: list[dict[str, Any]]) -> list[float]:
     return [float(h["loss"]) for h in history if "loss" in h]
 
@@ -191,6 +200,14 @@ def run(cfg: RunConfig, execution_id: str, *, base_dir: Path | None = None) -> R
         plan = plan_device(cfg)
         model_path = resolve_model_path(cfg.model.name_or_path, base_dir)
         tokenizer = load_tokenizer(cfg, model_path)
+        if not tokenizer.chat_template and _is_conversational(data.train):
+            raise ConfigError(
+                [
+                    f"model.chat_template: {cfg.model.name_or_path!r} ships no chat template and "
+                    "the data is chat-formatted; set model.chat_template (e.g. ChatML) or use "
+                    "an instruct model"
+                ]
+            )
         model = load_causal_lm(cfg, model_path, plan)
 
         from trainer.methods import MethodContext, build_trainer

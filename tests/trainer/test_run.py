@@ -31,9 +31,10 @@ def write_chat(path: Path, repeat: int = 3) -> Path:
     return path
 
 
-def config(tmp_path: Path, **sections: dict[str, Any]) -> Any:
+def config(tmp_path: Path, method: str = "sft", **sections: dict[str, Any]) -> Any:
     data: dict[str, Any] = {
         "name": "t",
+        "method": method,
         "model": {"name_or_path": "builtin:tiny-llama"},
         "dataset": {"path": str(write_chat(tmp_path / "chat.jsonl")), "eval_fraction": 0.0},
         "training": {"max_steps": 4, "max_length": 64, "per_device_train_batch_size": 4},
@@ -161,3 +162,50 @@ def test_a_push_to_hub_run_pushes_the_result(
     assert result.hub_repo == "me/tiny"
     assert pushed["create"]["private"] is True
     assert "adapter_model.safetensors" in pushed["files"]
+
+
+def test_chat_data_on_a_model_without_a_chat_template_is_a_config_error(tmp_path: Path) -> None:
+    from trainer.tiny_model import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "base")
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    tok_cfg = json.loads((model / "tokenizer_config.json").read_text())
+    tok_cfg.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+    cfg = config(tmp_path, model={"name_or_path": str(model)})
+    with pytest.raises(ConfigError, match=r"model\.chat_template: .* ships no chat template"):
+        run(cfg, "no-template", base_dir=tmp_path)
+
+
+def test_rlhf_run_trains_a_reward_model_then_the_policy(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "prompt": [{"role": "user", "content": q}],
+                    "chosen": [{"role": "assistant", "content": a}],
+                    "rejected": [{"role": "assistant", "content": "no no bad terrible sorry."}],
+                }
+            )
+            for q, a in QA * 2
+        )
+        + "\n"
+    )
+    cfg = config(
+        tmp_path,
+        method="rlhf",
+        dataset={"path": str(pairs)},
+        rlhf={
+            "num_generations": 2,
+            "max_completion_length": 8,
+            "reward_epochs": 6,
+            "reward_learning_rate": 5e-3,
+        },
+        training={"max_steps": 2},
+    )
+    result = run(cfg, "rlhf", base_dir=tmp_path)
+    assert result.global_step == 2
+    metrics = json.loads((tmp_path / "out" / "reward_model" / "reward_metrics.json").read_text())
+    assert metrics["pair_accuracy"] > 0.5  # better than chance on its own pairs
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
