@@ -1,0 +1,480 @@
+"""Runs a trainer as a subprocess on this machine (DESIGN.md §5).
+
+The trainer starts in its own session (it outlives the app, and Ctrl-C in a terminal reaches it
+only through ``cancel``) with a clean environment: the contract's variables, and none of a frozen
+app's library paths. Its stdout and stderr go to ``trainer.log`` in the job's folder; the
+launcher tails that file to ``on_output``. Everything is polled from the current asyncio loop
+(plain asyncio or qasync alike), so there are no threads here.
+
+When the process ends, its exit code is recorded. A job that ended without a final alert is
+looked up in the run's event log (a final alert sent while the receiver was down is there);
+failing that, it is marked failed with the last lines of its log as the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from app.core import paths
+from app.core.ingest import Ingestor
+from app.core.jobs import Job, is_final
+from app.core.launcher import (
+    CONTRACT_VARIABLES,
+    ExitCallback,
+    LaunchError,
+    LaunchStatus,
+    OutputCallback,
+    ReceiverAddress,
+    contract_env,
+    resume_config,
+)
+from app.core.store import Store
+from app.core.tokens import hash_token, new_job_token
+from trainer.config import ConfigError, RunConfig, parse_config
+from trainer.events import EVENT_LOG_NAME, FINAL_ALERTS
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "trainer.log"
+CONFIG_NAME = "config.json"
+# A frozen app points these at its own folder; a trainer must use its own Python's.
+LEAKY_VARIABLES = ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "PYTHONHOME", "PYTHONPATH")
+DEFAULT_GRACE_S = 60.0
+ERROR_TAIL_LINES = 15
+_READ_CHUNK = 1 << 20
+
+
+def clean_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The parent's environment without library paths that would break another Python, and
+    without contract variables the parent itself may have been given."""
+    env = {k: v for k, v in parent.items() if k not in LEAKY_VARIABLES}
+    for name in CONTRACT_VARIABLES:
+        env.pop(name, None)
+    # PyInstaller keeps the user's own value here; give that back
+    for name in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
+        original = parent.get(f"{name}_ORIG")
+        if original:
+            env[name] = original
+        env.pop(f"{name}_ORIG", None)
+    env["PYTHONUNBUFFERED"] = "1"  # log lines as they are written, not at exit
+    return env
+
+
+def process_start_time(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch), or None when there is no such process.
+
+    On Linux from /proc, precise enough to tell a reused pid from the original; elsewhere only
+    whether the pid exists (then 0.0).
+    """
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            fields_after_name = stat.read_text().rsplit(")", 1)[1].split()
+            ticks = int(fields_after_name[19])  # field 22 of stat: starttime, in clock ticks
+            return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return 0.0
+    return 0.0
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def same_process(pid: int, started_at: float | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``started_at`` (not a reuse)."""
+    now_started = process_start_time(pid)
+    if now_started is None:
+        return False
+    if not started_at or not now_started:
+        return True  # nothing to compare with: trust the pid
+    if _is_zombie(pid):
+        return False
+    return abs(now_started - started_at) < 1.0
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
+
+
+@dataclass
+class _Run:
+    job_id: str
+    pid: int
+    started_at: float | None
+    log_path: Path
+    output_dir: Path | None
+    proc: subprocess.Popen[bytes] | None = None  # None when reattached to another's child
+    offset: int = 0
+    partial: bytes = b""
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    exit_code: int | None = None
+    cancel_requested: bool = False
+    killed: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class LocalLauncher:
+    """Starts, follows, cancels and reattaches trainer processes on this machine."""
+
+    def __init__(
+        self,
+        store: Store,
+        ingestor: Ingestor | None = None,
+        *,
+        receiver: ReceiverAddress | None = None,
+        python: str | None = None,
+        trainer_args: Sequence[str] = ("-m", "trainer"),
+        base_dir: Path | None = None,
+        on_output: OutputCallback | None = None,
+        on_exit: ExitCallback | None = None,
+        hf_token: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        poll_s: float = 0.2,
+    ) -> None:
+        self.store = store
+        self.ingestor = ingestor or Ingestor(store)
+        self.receiver = receiver
+        self.python = python or sys.executable
+        self.trainer_args = tuple(trainer_args)
+        self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.on_output = on_output
+        self.on_exit = on_exit
+        self.hf_token = hf_token
+        self.extra_env = dict(extra_env or {})
+        self.poll_s = poll_s
+        self._runs: dict[str, _Run] = {}
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def command(self, config_path: Path, job_id: str) -> list[str]:
+        return [
+            self.python,
+            *self.trainer_args,
+            "--config",
+            str(config_path),
+            "--execution-id",
+            job_id,
+        ]
+
+    def environment(self, job: Job, token: str) -> dict[str, str]:
+        env = clean_environment(os.environ)
+        env.update(self.extra_env)
+        env.update(contract_env(job, token=token, receiver=self.receiver, hf_token=self.hf_token))
+        return env
+
+    async def start(self, job: Job, cfg: RunConfig) -> None:
+        current = self.store.require_job(job.id)
+        if current.status != "queued":
+            raise LaunchError(
+                f"job {job.id} is {current.status}, not queued",
+                "Resume a finished job with `resume`, or create a new job.",
+            )
+        if job.id in self._runs and not self._runs[job.id].done.is_set():
+            raise LaunchError(f"job {job.id} is already running", "Cancel it first.")
+        folder = paths.job_dir(job.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        config_path = folder / CONFIG_NAME
+        config_text = cfg.to_json()  # RunConfig holds no secrets: they travel in the environment
+        config_path.write_text(config_text, encoding="utf-8")
+        log_path = folder / LOG_NAME
+        output_dir = cfg.resolved_output_dir(self.base_dir)
+        token = new_job_token()
+        # the token must be known before the trainer can post its first alert
+        self.store.update_job(
+            job.id,
+            token_hash=hash_token(token),
+            config_json=config_text,
+            log_path=str(log_path),
+            output_dir=str(output_dir),
+            exit_code=None,
+        )
+        command = self.command(config_path, job.id)
+        with log_path.open("ab") as log_file:
+            log_file.write(
+                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting job {job.id}\n".encode()
+            )
+            log_file.flush()
+            offset = log_file.tell()
+            proc = self._spawn(command, self.environment(current, token), log_file)
+        started_at = process_start_time(proc.pid)
+        job_now = self.store.update_job(job.id, pid=proc.pid, pid_started_at=started_at)
+        log.info("started job %s as pid %s: %s", job.id, proc.pid, " ".join(command))
+        run = _Run(job.id, proc.pid, started_at, log_path, output_dir, proc=proc, offset=offset)
+        self._follow(run)
+        self.ingestor.job_changed(job_now)
+
+    def _spawn(
+        self, command: list[str], env: dict[str, str], log_file: IO[bytes]
+    ) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.base_dir,
+                env=env,
+                start_new_session=True,  # survives the app; the terminal's Ctrl-C is ours
+            )
+        except OSError as err:
+            raise LaunchError(
+                f"cannot start the trainer with {command[0]}: {err.strerror or err}",
+                "Check the training Python in Settings (it needs Tunedeck's trainer installed).",
+            ) from err
+
+    async def resume(self, job_id: str) -> Job:
+        """Start a cancelled or failed job again as the same job, from its newest checkpoint."""
+        job = self.store.require_job(job_id)
+        if not is_final(job.status):
+            raise LaunchError(f"job {job_id} is {job.status}", "Only a finished job resumes.")
+        try:
+            cfg = resume_config(parse_config(job.config()))
+        except ConfigError as err:
+            raise LaunchError(
+                f"job {job_id}'s stored config no longer validates: {err}",
+                "Start a new run from an edited copy of the config.",
+            ) from err
+        self.store.reopen_job(job_id)
+        job = self.store.update_job(job_id, config_json=cfg.to_json())
+        await self.start(job, cfg)
+        return self.store.require_job(job_id)
+
+    # -- follow --------------------------------------------------------------------------------
+
+    def _follow(self, run: _Run) -> None:
+        self._runs[run.job_id] = run
+        run.task = asyncio.get_running_loop().create_task(
+            self._watch(run), name=f"follow-{run.job_id}"
+        )
+
+    async def _watch(self, run: _Run) -> None:
+        try:
+            while True:
+                self._pump(run)
+                if run.proc is not None:
+                    code = run.proc.poll()
+                    if code is not None:
+                        run.exit_code = code
+                        break
+                elif not same_process(run.pid, run.started_at):
+                    break
+                await asyncio.sleep(self.poll_s)
+            self._pump(run, final=True)
+            self._finish(run)
+        finally:
+            run.done.set()
+
+    def _pump(self, run: _Run, final: bool = False) -> None:
+        """Hand new complete lines of the log to ``on_output`` (a bounded read per call)."""
+        try:
+            with run.log_path.open("rb") as f:
+                f.seek(run.offset)
+                data = f.read(_READ_CHUNK)
+        except OSError:
+            return
+        if not data and not (final and run.partial):
+            return
+        run.offset += len(data)
+        text = run.partial + data
+        lines = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        run.partial = b"" if final else lines.pop()
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            run.tail.append(line)
+            if self.on_output is not None:
+                try:
+                    self.on_output(run.job_id, line)
+                except Exception:
+                    log.exception("on_output failed for job %s", run.job_id)
+        if final and len(data) == _READ_CHUNK:
+            self._pump(run, final=True)
+
+    def _finish(self, run: _Run) -> None:
+        self.store.update_job(run.job_id, exit_code=run.exit_code)
+        job = self.store.get_job(run.job_id)
+        if job is not None and not job.is_final:
+            self._recover_final_alert(run)
+            job = self.store.get_job(run.job_id)
+        if job is not None and not job.is_final:
+            job = self.store.set_status(run.job_id, *self._outcome_without_alert(run))
+        if job is not None:
+            self.ingestor.job_changed(job)
+        if self.on_exit is not None:
+            try:
+                self.on_exit(run.job_id, run.exit_code)
+            except Exception:
+                log.exception("on_exit failed for job %s", run.job_id)
+
+    def _outcome_without_alert(self, run: _Run) -> tuple[str, str]:
+        last = "\n".join(list(run.tail)[-ERROR_TAIL_LINES:]) or "(the log is empty)"
+        if run.killed:
+            return "cancelled", "the trainer did not stop in time and was killed"
+        if run.proc is None:
+            return "failed", (
+                f"the trainer process (pid {run.pid}) ended while Tunedeck was not watching; "
+                f"its outcome is unknown. Last lines of its log:\n{last}"
+            )
+        code = run.exit_code
+        why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return "failed", (
+            f"the trainer ended ({why}) without reporting an outcome. Last lines of its log:\n"
+            f"{last}"
+        )
+
+    def _recover_final_alert(self, run: _Run) -> None:
+        """A final alert the receiver never got is still in the run's event log."""
+        if run.output_dir is None:
+            return
+        event_log = run.output_dir / EVENT_LOG_NAME
+        final: dict[str, Any] | None = None
+        try:
+            with event_log.open("rb") as f:
+                for raw in f:
+                    try:
+                        event = json.loads(raw)
+                    except ValueError:
+                        continue
+                    data = event.get("data") if isinstance(event, dict) else None
+                    if (
+                        event.get("kind") == "alert"
+                        and isinstance(data, dict)
+                        and data.get("job_id") == run.job_id
+                        and data.get("type") in FINAL_ALERTS
+                    ):
+                        final = data
+        except OSError:
+            return
+        if final is not None:
+            log.info("job %s: final alert recovered from %s", run.job_id, event_log)
+            with contextlib.suppress(Exception):
+                self.ingestor.ingest_alert(final)
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, grace_s: float = DEFAULT_GRACE_S) -> None:
+        """SIGTERM (the trainer saves a checkpoint and reports job_cancelled), then SIGKILL
+        after ``grace_s``. A job with no live process is just marked cancelled."""
+        run = self._runs.get(job_id)
+        if run is None or run.done.is_set():
+            job = self.store.get_job(job_id)
+            if job is not None and not job.is_final:
+                if job.pid and same_process(job.pid, job.pid_started_at):
+                    await self.reattach(job)
+                    run = self._runs.get(job_id)
+                else:
+                    job = self.store.set_status(job_id, "cancelled", "cancelled before it ran")
+                    self.ingestor.job_changed(job)
+                    return
+            if run is None or run.done.is_set():
+                return
+        run.cancel_requested = True
+        _signal_group(run.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(run.done.wait(), grace_s)
+        except TimeoutError:
+            log.warning("job %s did not stop within %.0f s; killing it", job_id, grace_s)
+            run.killed = True
+            _signal_group(run.pid, signal.SIGKILL)
+            await run.done.wait()
+
+    def status(self, job_id: str) -> LaunchStatus:
+        run = self._runs.get(job_id)
+        if run is not None:
+            return LaunchStatus(job_id, not run.done.is_set(), run.pid, run.exit_code)
+        job = self.store.get_job(job_id)
+        if job is None or job.pid is None:
+            return LaunchStatus(job_id, False)
+        alive = not job.is_final and same_process(job.pid, job.pid_started_at)
+        return LaunchStatus(job_id, alive, job.pid, job.exit_code)
+
+    async def wait(self, job_id: str) -> int | None:
+        run = self._runs.get(job_id)
+        if run is None:
+            return self.status(job_id).exit_code
+        await run.done.wait()
+        return run.exit_code
+
+    async def reattach(self, job: Job) -> bool:
+        """Follow a job whose trainer is still running after the app restarted (True), or mark
+        it failed with the reason (False). Output is tailed from the log's current end."""
+        job = self.store.get_job(job.id) or job
+        if job.is_final:
+            return False
+        if job.id in self._runs and not self._runs[job.id].done.is_set():
+            return True
+        if job.pid is None:
+            failed = self.store.set_status(
+                job.id, "failed", "the trainer never started (Tunedeck closed before it did)"
+            )
+            self.ingestor.job_changed(failed)
+            return False
+        log_path = Path(job.log_path) if job.log_path else paths.job_dir(job.id) / LOG_NAME
+        output_dir = Path(job.output_dir) if job.output_dir else None
+        run = _Run(job.id, job.pid, job.pid_started_at, log_path, output_dir)
+        if not same_process(job.pid, job.pid_started_at):
+            self._pump(run, final=True)
+            self._finish(run)
+            run.done.set()
+            return False
+        with contextlib.suppress(OSError):
+            run.offset = log_path.stat().st_size
+        self._follow(run)
+        return True
+
+    async def reattach_all(self) -> list[str]:
+        """Reattach every unfinished local job in the store; the ids still running."""
+        running = []
+        for job in self.store.list_jobs():
+            if job.target == "local" and not job.is_final and await self.reattach(job):
+                running.append(job.id)
+        return running
+
+    async def close(self) -> None:
+        """Stop following (the trainers keep running; ``reattach`` finds them again)."""
+        for run in list(self._runs.values()):
+            if run.task is not None and not run.task.done():
+                run.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run.task
+        self._runs.clear()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the trainer and everything it started (accelerate workers share its group)."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
