@@ -140,3 +140,21 @@ class ReportingReceiver:
     async def _alerts(self, request: web.Request) -> web.Response:
         ok = request.headers.get("X-API-Key") == self.api_key
         return await self._answer(request, Alert.model_validate, ok)  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    """Serve in a process of its own (the bench, so that the receiver's work is not the
+    trainer's): prints the URL, serves until stdin closes."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--delay", type=float, default=0.0)
+    receiver = ReportingReceiver(delay=parser.parse_args().delay).start()
+    print(receiver.url, flush=True)
+    sys.stdin.read()
+    receiver.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Cost of reporting to a training run: wall time with reporting on / wall time with it off.
+
+The same tiny-model SFT run (TRL, LoRA, CPU, a metric point at every step: the worst case) is
+timed in one process in four ways, interleaved, several repeats, median:
+
+- off:  no reporting session at all (the baseline);
+- up:   reporting to a receiver on 127.0.0.1 that answers at once;
+- down: reporting to a port where nothing listens (every send fails and is retried);
+- slow: reporting to a receiver that answers each request after 2 seconds.
+
+Two ratios per mode: ``train`` is the time inside ``trainer.train()`` (what reporting must not
+slow down: target <= 1.03); ``end-to-end`` also holds model loading and the session's exit, which
+waits a bounded time (trainer.reporting.session.FLUSH_SECONDS) to deliver the last events, so on
+a slow receiver it grows by a couple of seconds whatever the run's length.
+
+Run: ``.venv/bin/python bench/reporting_overhead.py [--steps 80 --repeats 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MODES = ("off", "up", "down", "slow")
+CONTRACT_ENV = (
+    "JOB_ID",
+    "JOB_TOKEN",
+    "USER_ID",
+    "MODEL_NAME",
+    "METRICS_API_URL",
+    "ALERT_API_URL",
+    "INTERNAL_API_KEY",
+)
+
+
+def receiver_process(delay: float) -> tuple[subprocess.Popen[str], str]:
+    """The test receiver in a process of its own, as the desktop's receiver would be: its work
+    must not be counted as the trainer's."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.trainer.reporting_receiver", "--delay", str(delay)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def env(url: str) -> dict[str, str]:
+    return {
+        "JOB_ID": "bench",
+        "JOB_TOKEN": "job-token",
+        "INTERNAL_API_KEY": "api-key",
+        "METRICS_API_URL": url + "/api/training/local/metrics",
+        "ALERT_API_URL": url + "/api/alerts/trigger",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=80, help="optimiser steps per run")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per mode")
+    ns = parser.parse_args()
+
+    import torch
+    import transformers
+
+    torch.set_num_threads(int(os.environ.get("TUNEDECK_TORCH_THREADS", "1")))
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("trainer.reporting").setLevel(logging.ERROR)  # "down" warns, by design
+
+    from tests.trainer.reporting_receiver import free_port
+    from tests.trainer.reporting_runs import run_config, session_run
+    from trainer.tiny_model import build_tiny_llama
+
+    work = Path(tempfile.mkdtemp(prefix="tunedeck-bench-"))
+    model_dir = build_tiny_llama(work / "model")
+    cfg = run_config(
+        model_dir,
+        work / "out",
+        training={"max_steps": ns.steps},
+        logging={"logging_steps": 1},
+        checkpoint={"save_strategy": "no"},
+        evaluation={"strategy": "no"},
+    )
+    up, up_url = receiver_process(0.0)
+    slow, slow_url = receiver_process(2.0)
+    down_url = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    envs = {"off": None, "up": env(up_url), "slow": env(slow_url), "down": env(down_url)}
+
+    train_s: dict[str, list[float]] = {m: [] for m in MODES}
+    total_s: dict[str, list[float]] = {m: [] for m in MODES}
+    session_run(cfg, model_dir, work / "warm-up", reporting=False)  # first-run costs
+    for rep in range(ns.repeats):
+        order = MODES[rep % len(MODES) :] + MODES[: rep % len(MODES)]  # rotate the order
+        for mode in order:
+            for key in CONTRACT_ENV:
+                os.environ.pop(key, None)
+            os.environ.update(envs[mode] or {})
+            began = time.perf_counter()
+            run = session_run(
+                cfg, model_dir, work / f"{mode}-{rep}", reporting=envs[mode] is not None
+            )
+            total_s[mode].append(time.perf_counter() - began)
+            if run.error is not None:
+                raise run.error
+            train_s[mode].append(run.seconds)
+        print(f"repeat {rep + 1}/{ns.repeats} done", file=sys.stderr)
+    for proc in (up, slow):
+        proc.communicate("")  # closing stdin stops it
+
+    base_train = statistics.median(train_s["off"])
+    base_total = statistics.median(total_s["off"])
+    print(
+        f"tiny-model SFT, {ns.steps} steps, a metric point every step, {ns.repeats} repeats, median"
+    )
+    print(f"{'mode':<6} {'train s':>8} {'ratio':>7}   {'end-to-end s':>12} {'ratio':>7}")
+    worst = 0.0
+    for mode in MODES:
+        t, e = statistics.median(train_s[mode]), statistics.median(total_s[mode])
+        ratio = t / base_train
+        if mode != "off":
+            worst = max(worst, ratio)
+        print(f"{mode:<6} {t:>8.3f} {ratio:>7.3f}   {e:>12.3f} {e / base_total:>7.3f}")
+    verdict = "meets" if worst <= 1.03 else "MISSES"
+    print(f"worst train ratio {worst:.3f}: {verdict} the 1.03 target")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
