@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -160,7 +161,11 @@ class TextEditor(FieldEditor):
         self.line.setToolTip(spec.tooltip)
         if spec.optional:
             self.line.setPlaceholderText(NONE_TEXT)
-        self.layout_ = _hbox(self)
+        # a row (line edit, buttons) in a column that subclasses may add to
+        self.column_ = QVBoxLayout(self)
+        self.column_.setContentsMargins(0, 0, 0, 0)
+        self.layout_ = QHBoxLayout()
+        self.column_.addLayout(self.layout_)
         self.layout_.addWidget(self.line)
         self.line.textEdited.connect(self.edited)
 

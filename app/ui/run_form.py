@@ -58,6 +58,12 @@ class RunDialog(QDialog):
         self.presets = presets
         self.targets = dict(targets or {LOCAL: None, RUNPOD: RUNPOD_OFF_REASON})
         self.form = SchemaForm(overrides=overrides)
+        # an editor that depends on the method (the dataset picker checks rows against it)
+        for row in self.form.rows.values():
+            follow = getattr(row.editor, "set_method", None)
+            if callable(follow):
+                follow(self.form.method)
+                self.form.method_changed.connect(follow)
         self._build()
         self._fill_presets()
         self.form.validity_changed.connect(self._update_launch)

@@ -1,0 +1,168 @@
+"""The selected job: live charts, alerts, log output and the config it ran with.
+
+Charts are built on first use: pyqtgraph takes about half a second to import, which would
+otherwise come before the first paint of the window (bench/startup.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QFont, QFontDatabase
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui.alerts_view import AlertsView
+from app.ui.chart_data import ChartData
+from app.ui.jobs_model import JobRecord, fmt_duration
+from app.ui.log_view import LogView
+
+if TYPE_CHECKING:
+    from app.ui.charts import ChartsView
+
+
+class JobView(QWidget):
+    TABS = ("Charts", "Alerts", "Log", "Config")
+
+    def __init__(self, chart_data: ChartData, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("jobView")
+        self.chart_data = chart_data
+        self.job: JobRecord | None = None
+        self._charts: ChartsView | None = None
+        self._overlay: list[tuple[str, str]] = []
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        head = QHBoxLayout()
+        self.title = QLabel("No job selected", self)
+        self.title.setObjectName("jobTitle")
+        font = self.title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        font.setBold(True)
+        self.title.setFont(font)
+        self.subtitle = QLabel("", self)
+        self.subtitle.setObjectName("jobSubtitle")
+        self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        titles = QVBoxLayout()
+        titles.addWidget(self.title)
+        titles.addWidget(self.subtitle)
+        head.addLayout(titles, 1)
+        self.buttons = QHBoxLayout()
+        head.addLayout(self.buttons)
+        layout.addLayout(head)
+
+        self.tabs = QTabWidget(self)
+        self.charts_host = QWidget(self.tabs)
+        charts_layout = QVBoxLayout(self.charts_host)
+        charts_layout.setContentsMargins(0, 0, 0, 0)
+        self.charts_placeholder = QLabel("Charts load…", self.charts_host)
+        self.charts_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        charts_layout.addWidget(self.charts_placeholder)
+        self.alerts = AlertsView(self.tabs)
+        self.log = LogView(self.tabs)
+        self.config = QPlainTextEdit(self.tabs)
+        self.config.setObjectName("configView")
+        self.config.setReadOnly(True)
+        self.config.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.config.font().setStyleHint(QFont.StyleHint.Monospace)
+        for widget, name in zip(
+            (self.charts_host, self.alerts, self.log, self.config), self.TABS, strict=True
+        ):
+            self.tabs.addTab(widget, name)
+        layout.addWidget(self.tabs, 1)
+        self.tabs.currentChanged.connect(self._tab_changed)
+
+    def add_action_button(self, action: QAction) -> QToolButton:
+        button = QToolButton(self)
+        button.setDefaultAction(action)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.buttons.addWidget(button)
+        return button
+
+    # -- charts (built on first use) ------------------------------------------------------------
+
+    @property
+    def charts(self) -> ChartsView:
+        if self._charts is None:
+            from app.ui.charts import ChartsView  # on first use: see the docstring
+
+            self._charts = ChartsView(self.chart_data, self.charts_host)
+            self.charts_placeholder.hide()
+            self.charts_host.layout().addWidget(self._charts)
+            self._charts.set_jobs(self._overlay)
+        return self._charts
+
+    def charts_built(self) -> bool:
+        return self._charts is not None
+
+    def _tab_changed(self, index: int) -> None:
+        if self.TABS[index] == "Charts":
+            _ = self.charts
+
+    # -- what is shown --------------------------------------------------------------------------
+
+    def show_job(
+        self,
+        job: JobRecord | None,
+        overlay: Iterable[JobRecord] = (),
+        *,
+        alerts: Iterable[dict[str, Any]] = (),
+        log_text: str = "",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        """Show a job; ``overlay`` are the jobs whose charts are drawn together (it included)."""
+        self.job = job
+        self._overlay = [(j.id, j.name) for j in overlay]
+        if job is None:
+            self.title.setText("No job selected")
+            self.subtitle.setText("Start one with Run ▸ New run… (Ctrl+N).")
+            self.alerts.alerts.reset([])
+            self.log.set_text("")
+            self.config.setPlainText("")
+        else:
+            self.update_header(job)
+            self.alerts.alerts.reset(alerts)
+            self.log.set_text(log_text)
+            self.config.setPlainText(json.dumps(config, indent=2) if config else "")
+        if self._charts is not None or self.tabs.currentIndex() == 0:
+            self.charts.set_jobs(self._overlay)
+
+    def update_header(self, job: JobRecord) -> None:
+        if self.job is None or job.id != self.job.id:
+            return
+        self.job = job
+        self.title.setText(job.name)
+        parts = [job.method.upper(), job.model, job.status]
+        if job.started_at is not None:
+            end = job.finished_at
+            parts.append(fmt_duration((end or time.time()) - job.started_at))
+        if job.final_loss is not None:
+            parts.append(f"final loss {job.final_loss:.4f}")
+        self.subtitle.setText(" · ".join(parts) + f"   ({job.id})")
+
+    def overlay_ids(self) -> list[str]:
+        return [job_id for job_id, _ in self._overlay]
+
+    def metrics_arrived(self, job_id: str, metrics: Iterable[str]) -> None:
+        if self._charts is not None:
+            self._charts.data_changed(job_id, metrics)
+
+    def alert_arrived(self, job_id: str, alert: dict[str, Any]) -> None:
+        if self.job is not None and job_id == self.job.id:
+            self.alerts.alerts.append(alert)
+
+    def output_arrived(self, job_id: str, text: str) -> None:
+        if self.job is not None and job_id == self.job.id:
+            self.log.append_output(text)
