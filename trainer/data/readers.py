@@ -220,7 +220,7 @@ def _parse_jsonl(text: str, shown: str) -> list[Row]:
         rows.append(Row(number, value))
     if problems:
         hint = "each line must hold one JSON object"
-        if not rows and text.lstrip().startswith("["):
+        if text.lstrip().startswith("["):
             hint = "this looks like one JSON array: name the file .json"
         raise DatasetError(problems.lines(), hint, shown)
     return rows
