@@ -1,0 +1,285 @@
+"""The local launcher with a real subprocess (the fake trainer) and a live receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import API_KEY, FAKE_TRAINER
+
+from app.core import paths
+from app.core.ingest import Ingestor
+from app.core.jobs import Job
+from app.core.launcher import LaunchError, ReceiverAddress, create_job_for
+from app.core.launcher_local import LocalLauncher, clean_environment, process_start_time
+from app.core.receiver import ReceiverServer
+from app.core.store import Store
+from trainer.config import RunConfig, parse_config
+
+
+@dataclass
+class Harness:
+    store: Store
+    launcher: LocalLauncher
+    server: ReceiverServer
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    exits: list[tuple[str, int | None]] = field(default_factory=list)
+
+    def output(self, job_id: str) -> list[str]:
+        return [line for j, line in self.lines if j == job_id]
+
+
+def config(tmp_path: Path, name: str = "fake") -> RunConfig:
+    return parse_config({"name": name, "output": {"output_dir": str(tmp_path / "out" / name)}})
+
+
+@contextlib.asynccontextmanager
+async def harness(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **fake_env: str
+) -> AsyncIterator[Harness]:
+    for key, value in fake_env.items():
+        monkeypatch.setenv(f"FAKE_{key.upper()}", value)
+    ingestor = Ingestor(store)
+    server = ReceiverServer(ingestor, store, api_key=API_KEY)
+    await server.start()
+    h = Harness(store, None, server)  # type: ignore[arg-type]
+    h.launcher = LocalLauncher(
+        store,
+        ingestor,
+        receiver=ReceiverAddress(server.url, API_KEY),
+        trainer_args=(str(FAKE_TRAINER),),
+        base_dir=tmp_path,
+        on_output=lambda j, line: h.lines.append((j, line)),
+        on_exit=lambda j, code: h.exits.append((j, code)),
+        poll_s=0.05,
+    )
+    try:
+        yield h
+    finally:
+        await h.launcher.close()
+        await server.stop()
+
+
+async def start(h: Harness, cfg: RunConfig) -> Job:
+    job = create_job_for(h.store, cfg)
+    await h.launcher.start(job, cfg)
+    return job
+
+
+def test_a_run_completes_with_every_point_and_a_clean_environment(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/frozen/app/lib")
+    monkeypatch.setenv("PYTHONPATH", "/frozen/app")
+    monkeypatch.setenv("JOB_TOKEN", "inherited-token-must-not-leak")
+
+    async def scenario() -> tuple[Harness, Job, int | None]:
+        async with harness(store, tmp_path, monkeypatch, steps="20") as h:
+            job = await start(h, config(tmp_path))
+            code = await asyncio.wait_for(h.launcher.wait(job.id), 30)
+            return h, job, code
+
+    h, job, code = asyncio.run(scenario())
+    done = store.require_job(job.id)
+    assert code == 0 and done.exit_code == 0
+    assert done.status == "completed" and done.total_steps == 20
+    assert [p["step"] for p in store.metrics(job.id)] == list(range(1, 21))
+    out = h.output(job.id)
+    env_seen = json.loads(next(line for line in out if line.startswith("ENV "))[4:])
+    assert env_seen == {
+        "LD_LIBRARY_PATH": False,
+        "PYTHONPATH": False,
+        "PYTHONHOME": False,
+        "JOB_TOKEN": True,
+    }
+    assert "step 20/20" in out and out[-1] == "done"
+    assert h.exits == [(job.id, 0)]
+    # the job folder holds the config (no secrets) and the log; only a hash of the token is kept
+    folder = paths.job_dir(job.id)
+    written = (folder / "config.json").read_text()
+    assert parse_config(json.loads(written)).name == "fake"
+    assert "inherited-token" not in written and done.token_hash and len(done.token_hash) == 64
+    assert "step 20/20" in (folder / "trainer.log").read_text()
+
+
+def test_a_crash_without_a_final_alert_is_failed_with_the_log_tail(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> Job:
+        async with harness(store, tmp_path, monkeypatch, mode="crash", steps="10") as h:
+            job = await start(h, config(tmp_path))
+            await asyncio.wait_for(h.launcher.wait(job.id), 30)
+            return job
+
+    job = store.require_job(asyncio.run(scenario()).id)
+    assert job.status == "failed" and job.exit_code == 1
+    assert "exit code 1" in (job.error or "") and "RuntimeError: boom" in (job.error or "")
+
+
+def test_cancel_stops_cleanly_through_the_trainer(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> Harness:
+        async with harness(store, tmp_path, monkeypatch, steps="500", step_s="0.02") as h:
+            job = await start(h, config(tmp_path))
+            await wait_for_step(store, job.id, 5)
+            await h.launcher.cancel(job.id, grace_s=20)
+            assert not h.launcher.status(job.id).running
+            return h
+
+    h = asyncio.run(scenario())
+    job = store.list_jobs()[0]
+    assert job.status == "cancelled" and job.exit_code == 0
+    assert "checkpoint saved" in h.output(job.id)
+    assert 5 <= store.metric_count(job.id) < 500
+
+
+def test_a_trainer_that_ignores_sigterm_is_killed_after_the_grace_period(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> float:
+        async with harness(store, tmp_path, monkeypatch, mode="ignore_term", steps="2000") as h:
+            job = await start(h, config(tmp_path))
+            await wait_for_step(store, job.id, 1)
+            began = time.monotonic()
+            await h.launcher.cancel(job.id, grace_s=0.5)
+            return time.monotonic() - began
+
+    took = asyncio.run(scenario())
+    job = store.list_jobs()[0]
+    assert job.status == "cancelled" and "killed" in (job.error or "")
+    assert job.exit_code == -9 and took < 10
+
+
+def test_resume_restarts_the_same_job_from_its_latest_checkpoint(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> Harness:
+        async with harness(store, tmp_path, monkeypatch, steps="300") as h:
+            job = await start(h, config(tmp_path))
+            await wait_for_step(store, job.id, 3)
+            await h.launcher.cancel(job.id, grace_s=20)
+            monkeypatch.setenv("FAKE_STEPS", "5")  # the rest of the run, shorter here
+            resumed = await h.launcher.resume(job.id)
+            assert resumed.id == job.id and resumed.status == "queued"
+            await asyncio.wait_for(h.launcher.wait(job.id), 30)
+            return h
+
+    h = asyncio.run(scenario())
+    [job] = store.list_jobs()
+    assert job.status == "completed"
+    out = h.output(job.id)
+    assert "CONFIG name=fake resume=None" in out and "CONFIG name=fake resume=latest" in out
+    assert json.loads(job.config_json)["checkpoint"]["resume_from_checkpoint"] == "latest"
+
+
+def test_a_running_job_cannot_be_started_twice(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        async with harness(store, tmp_path, monkeypatch, steps="300") as h:
+            cfg = config(tmp_path)
+            job = await start(h, cfg)
+            with pytest.raises(LaunchError, match="already running|not queued"):
+                await h.launcher.start(store.require_job(job.id), cfg)
+            await h.launcher.cancel(job.id, grace_s=20)
+
+    asyncio.run(scenario())
+
+
+def test_reattach_follows_a_trainer_that_outlived_the_app(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> tuple[bool, list[str]]:
+        async with harness(store, tmp_path, monkeypatch, steps="60", step_s="0.03") as first:
+            job = await start(first, config(tmp_path))
+            await wait_for_step(store, job.id, 2)
+            await first.launcher.close()  # the app quits; the trainer keeps going
+            # a new app start: a fresh launcher over the same store and receiver port
+            lines: list[str] = []
+            again = LocalLauncher(
+                store,
+                Ingestor(store),
+                receiver=ReceiverAddress(first.server.url, API_KEY),
+                on_output=lambda j, line: lines.append(line),
+                poll_s=0.05,
+            )
+            attached = await again.reattach(store.require_job(job.id))
+            assert again.status(job.id).running
+            await asyncio.wait_for(again.wait(job.id), 30)
+            return attached, lines
+
+    attached, lines = asyncio.run(scenario())
+    [job] = store.list_jobs()
+    assert attached and job.status == "completed"
+    assert "step 60/60" in lines  # tailing resumed
+    assert store.metric_count(job.id) == 60
+
+
+def test_reattach_to_a_gone_or_reused_pid_marks_the_job_failed(store: Store) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = store.create_job(name="dead", method="sft", model="m")
+    store.update_job(dead.id, pid=gone.pid, pid_started_at=time.time() - 5)
+    store.set_status(dead.id, "running")
+    # a live process, but not the one that was started (its start time differs): pid reuse
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        started = process_start_time(other.pid)
+        assert started is not None
+        reused = store.create_job(name="reused", method="sft", model="m")
+        store.update_job(reused.id, pid=other.pid, pid_started_at=started - 1000)
+        never = store.create_job(name="never", method="sft", model="m")
+        launcher = LocalLauncher(store)
+
+        async def scenario() -> list[bool]:
+            return [await launcher.reattach(store.require_job(j.id)) for j in (dead, reused, never)]
+
+        assert asyncio.run(scenario()) == [False, False, False]
+        assert other.poll() is None  # someone else's process is left alone
+    finally:
+        other.kill()
+        other.wait()
+    for job_id in (dead.id, reused.id):
+        job = store.require_job(job_id)
+        assert job.status == "failed" and "not watching" in (job.error or "")
+    assert "never started" in (store.require_job(never.id).error or "")
+
+
+def test_clean_environment_restores_a_frozen_apps_saved_library_path() -> None:
+    env = clean_environment(
+        {
+            "PATH": "/usr/bin",
+            "LD_LIBRARY_PATH": "/frozen/_internal",
+            "LD_LIBRARY_PATH_ORIG": "/opt/cuda/lib64",
+            "PYTHONHOME": "/frozen",
+            "JOB_ID": "inherited",
+        }
+    )
+    assert env["LD_LIBRARY_PATH"] == "/opt/cuda/lib64"
+    assert "PYTHONHOME" not in env and "JOB_ID" not in env and env["PATH"] == "/usr/bin"
+
+
+def test_a_missing_python_is_a_launch_error_with_a_hint(store: Store, tmp_path: Path) -> None:
+    launcher = LocalLauncher(store, python=str(tmp_path / "no-python"), base_dir=tmp_path)
+    cfg = config(tmp_path)
+    job = create_job_for(store, cfg)
+    with pytest.raises(LaunchError) as err:
+        asyncio.run(launcher.start(job, cfg))
+    assert "Settings" in err.value.hint
+
+
+async def wait_for_step(store: Store, job_id: str, step: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (store.require_job(job_id).current_step or 0) < step:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} never reached step {step}")
+        await asyncio.sleep(0.02)
