@@ -273,12 +273,16 @@ def _is_conversational(rows: Sequence[Row], fmt: str) -> bool:
     return any(isinstance(r.data.get(k), list) for r in rows for k in _TURN_FIELDS)
 
 
-def _as_rows(rows: Sequence[Row] | Sequence[dict[str, Any]]) -> list[Row]:
-    return [r if isinstance(r, Row) else Row(i, r, "row") for i, r in enumerate(rows, start=1)]
+def _as_rows(rows: Sequence[Row | dict[str, Any]]) -> list[Row]:
+    """Rows as given, or plain dicts numbered "row 1", "row 2", ... for messages."""
+    out: list[Row] = []
+    for i, r in enumerate(rows, start=1):
+        out.append(r if isinstance(r, Row) else Row(i, r, "row"))
+    return out
 
 
 def prepare_groups(
-    rows: Sequence[Row] | Sequence[dict[str, Any]],
+    rows: Sequence[Row | dict[str, Any]],
     fmt: str,
     method: str,
     purpose: str = "train",
@@ -324,7 +328,7 @@ def _prepare_hint(fmt: str, method: str) -> str:
 
 
 def prepare_rows(
-    rows: Sequence[Row] | Sequence[dict[str, Any]],
+    rows: Sequence[Row | dict[str, Any]],
     fmt: str,
     method: str,
     purpose: str = "train",

@@ -371,7 +371,7 @@ def _parse_csv(text: str, shown: str) -> list[Row]:
 
 def _read_parquet(path: Path, shown: str) -> list[Row]:
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]  # pyarrow ships no stubs
     except ImportError:
         raise DatasetError(
             ["reading Parquet needs the pyarrow package"],
