@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import platform
-from importlib import metadata
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 
 def _version(package: str) -> str:
+    from importlib import metadata  # 50 ms at start-up otherwise
+
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:

@@ -10,8 +10,6 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
-from app.core.notifications import alert_title, format_alert
-
 _Index = QModelIndex | QPersistentModelIndex
 SEVERE = frozenset({"job_failed", "gpu_oom", "loss_nan"})
 WARNING = frozenset({"timeout_warning", "loss_spike", "stalled", "budget_warning"})
@@ -20,6 +18,8 @@ COLUMNS = ("Time", "Alert", "Details")
 
 def alert_details(alert: Mapping[str, Any]) -> str:
     """What happened and what to do, worded (and redacted) as the notification is."""
+    from app.core.notifications import format_alert  # pydantic: not before first paint
+
     return format_alert(alert).body
 
 
@@ -75,6 +75,8 @@ class AlertsModel(QAbstractTableModel):
         alert = self._alerts[index.row()]
         kind = str(alert.get("type", ""))
         if role == Qt.ItemDataRole.DisplayRole:
+            from app.core.notifications import alert_title
+
             return (_when(alert), alert_title(kind), alert_details(alert))[index.column()]
         if role == Qt.ItemDataRole.ToolTipRole:
             return alert_details(alert) or kind

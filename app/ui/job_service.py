@@ -9,10 +9,12 @@ them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.ui.jobs_model import JobRecord
-from trainer.config import RunConfig
+
+if TYPE_CHECKING:
+    from trainer.config import RunConfig
 
 
 class JobService(Protocol):

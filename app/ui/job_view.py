@@ -1,7 +1,7 @@
 """The selected job: live charts, alerts, log output and the config it ran with.
 
-Charts are built on first use: pyqtgraph takes about half a second to import, which would
-otherwise come before the first paint of the window (bench/startup.py).
+Charts and their data are built on first use: pyqtgraph and numpy take about half a second to
+import, which would otherwise come before the first paint of the window (bench/startup.py).
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.alerts_view import AlertsView
-from app.ui.chart_data import ChartData
 from app.ui.jobs_model import JobRecord, fmt_duration
 from app.ui.log_view import LogView
 
 if TYPE_CHECKING:
+    from app.ui.chart_data import ChartData
     from app.ui.charts import ChartsView
 
 
 class JobView(QWidget):
     TABS = ("Charts", "Alerts", "Log", "Config")
 
-    def __init__(self, chart_data: ChartData, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("jobView")
-        self.chart_data = chart_data
+        self._chart_data: ChartData | None = None
         self.job: JobRecord | None = None
         self._charts: ChartsView | None = None
         self._overlay: list[tuple[str, str]] = []
@@ -92,6 +92,15 @@ class JobView(QWidget):
         return button
 
     # -- charts (built on first use) ------------------------------------------------------------
+
+    @property
+    def chart_data(self) -> ChartData:
+        """Every loaded job's metric series (numpy: loaded on first use, after the paint)."""
+        if self._chart_data is None:
+            from app.ui.chart_data import ChartData
+
+            self._chart_data = ChartData()
+        return self._chart_data
 
     @property
     def charts(self) -> ChartsView:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -34,11 +34,13 @@ from PySide6.QtWidgets import (
 
 from app.ui.about import show_about
 from app.ui.bridge import Bridge
-from app.ui.chart_data import ChartData
 from app.ui.job_service import JobService
 from app.ui.job_view import JobView
 from app.ui.jobs_model import JOB_ID_ROLE, JobRecord, JobsFilter, JobsModel, is_active
 from app.ui.presets import PresetLibrary
+
+if TYPE_CHECKING:
+    from app.ui.chart_data import ChartData
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,6 @@ class MainWindow(QMainWindow):
         self.presets = presets
         self.service: JobService | None = None
         self.bridge: Bridge | None = None
-        self.chart_data = ChartData()
         self.dialog: Any = None  # the open New Run dialog, if any
         self._tasks: set[asyncio.Task[Any]] = set()
         self._build_actions()
@@ -183,7 +184,7 @@ class MainWindow(QMainWindow):
         self.empty_hint.setObjectName("jobsEmpty")
         left_layout.addWidget(self.empty_hint)
 
-        self.job_view = JobView(self.chart_data, self)
+        self.job_view = JobView(self)
         for action in (self.cancel_action, self.resume_action, self.duplicate_action):
             self.job_view.add_action_button(action)
 
@@ -203,6 +204,10 @@ class MainWindow(QMainWindow):
         self.jobs.modelReset.connect(self._update_empty_hint)
         self.jobs.rowsInserted.connect(self._update_empty_hint)
         self.jobs.rowsRemoved.connect(self._update_empty_hint)
+
+    @property
+    def chart_data(self) -> ChartData:
+        return self.job_view.chart_data
 
     # -- the core -------------------------------------------------------------------------------
 

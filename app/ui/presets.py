@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.config import ConfigError, upgrade_config
-
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "resources" / "presets"
 
 _UNSAFE = re.compile(r"[^\w .-]+")
@@ -33,6 +31,8 @@ class Preset:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """A config or preset file as a dict; ConfigError naming the file and line when it is bad."""
+    from trainer.config import ConfigError, upgrade_config  # pydantic: not before first paint
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -71,6 +71,8 @@ class PresetLibrary:
 
     def save(self, name: str, data: dict[str, Any]) -> Preset:
         """Write a user preset (replacing one of the same name)."""
+        from trainer.config import ConfigError
+
         clean = _UNSAFE.sub("_", name).strip(" .")
         if not clean:
             raise ConfigError(["preset name: use letters, digits, spaces, dots or dashes"])
@@ -83,5 +85,7 @@ class PresetLibrary:
 
     def delete(self, preset: Preset) -> None:
         if preset.builtin:
+            from trainer.config import ConfigError
+
             raise ConfigError([f"preset {preset.name}: built-in presets cannot be deleted"])
         preset.path.unlink(missing_ok=True)

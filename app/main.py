@@ -1,0 +1,395 @@
+"""The desktop app's entry point (``tunedeck-gui``, ``python -m app.main``).
+
+Start-up order, chosen so that the window paints at once (bench/startup.py):
+
+1. QApplication, the qasync loop, the main window (widgets only), show;
+2. after the first paint: the store, the ingest path, the receiver (aiohttp) on the loop, the
+   local launcher, notifications; running local jobs are reattached; the window reads the history;
+3. on the first start ever, or with ``--demo``: the demo run (resources/presets/demo-sft.json).
+
+``Tunedeck`` is the composition root: tests build it with their own notifier and credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_API", "pyside6")  # before qasync picks a binding
+
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.core import paths
+from app.ui.main_window import MainWindow
+from app.ui.presets import BUILTIN_DIR, PresetLibrary
+
+log = logging.getLogger("tunedeck")
+
+ROOT = Path(__file__).resolve().parents[1]
+STYLE = ROOT / "resources" / "style.qss"
+DEMO_PRESET = BUILTIN_DIR / "demo-sft.json"
+RUNPOD_NOT_YET = "RunPod runs are not available in this version yet."
+STALL_CHECK_MS = 30_000
+LOG_TAIL_BYTES = 1 << 20
+
+
+class CoreJobService:
+    """``app.ui.job_service.JobService`` over app.core: the store and the local launcher."""
+
+    def __init__(self, store: Any, ingestor: Any, launcher: Any) -> None:
+        self.store = store
+        self.ingestor = ingestor
+        self.launcher = launcher
+
+    def list_jobs(self) -> list[Any]:
+        return self.store.list_jobs()
+
+    def get_job(self, job_id: str) -> Any:
+        return self.store.get_job(job_id)
+
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        return self.store.metrics(job_id)
+
+    def alerts(self, job_id: str) -> list[dict[str, Any]]:
+        return self.store.alerts(job_id)
+
+    def log_text(self, job_id: str) -> str:
+        job = self.store.get_job(job_id)
+        if job is None or not job.log_path:
+            return ""
+        try:
+            with open(job.log_path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - LOG_TAIL_BYTES))
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def config(self, job_id: str) -> dict[str, Any] | None:
+        job = self.store.get_job(job_id)
+        return job.config() if job is not None else None
+
+    def delete_job(self, job_id: str) -> None:
+        self.store.delete_job(job_id)
+
+    def targets(self) -> dict[str, str | None]:
+        return {"local": None, "runpod": RUNPOD_NOT_YET}
+
+    async def launch(self, config: Any, target: str) -> str:
+        from app.core.launcher import LaunchError, create_job_for
+
+        if target != "local":
+            raise LaunchError(RUNPOD_NOT_YET, "Run it on this computer for now.")
+        job = create_job_for(self.store, config, target=target)
+        try:
+            await self.launcher.start(job, config)
+        except LaunchError as err:
+            failed = self.store.set_status(job.id, "failed", f"{err} {err.hint}".strip())
+            self.ingestor.job_changed(failed)
+            raise
+        return job.id
+
+    async def cancel(self, job_id: str) -> None:
+        await self.launcher.cancel(job_id)
+
+    async def resume(self, job_id: str) -> None:
+        await self.launcher.resume(job_id)
+
+
+class Tunedeck:
+    """The running app: window, store, receiver, launcher, notifications."""
+
+    def __init__(
+        self,
+        *,
+        settings: Any = None,
+        credentials: Any = None,
+        notifier: Any = None,
+        base_dir: Path | None = None,
+        grace_s: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self.notifier = notifier
+        self.base_dir = base_dir or Path.cwd()
+        self.grace_s = grace_s
+        self.window = MainWindow(PresetLibrary(paths.config_dir() / "presets"))
+        self.window.settings_requested.connect(self.open_settings)
+        self.store: Any = None
+        self.ingestor: Any = None
+        self.receiver: Any = None
+        self.launcher: Any = None
+        self.service: CoreJobService | None = None
+        self.bridge: Any = None
+        self.notifications: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_seen: dict[str, float] = {}
+        self._stall_timer: QTimer | None = None
+
+    async def start(self) -> None:
+        """Start the core and connect the window to it (after the first paint)."""
+        from app.core.credentials import CredentialStore
+        from app.core.ingest import Ingestor
+        from app.core.launcher import ReceiverAddress
+        from app.core.launcher_local import LocalLauncher
+        from app.core.notifications import AlertNotifications, NotificationPolicy
+        from app.core.receiver import ReceiverServer
+        from app.core.settings import load_settings
+        from app.core.store import Store
+        from app.ui.bridge import Bridge
+
+        if self.settings is None:
+            loaded = load_settings()
+            self.settings = loaded.settings
+            for warning in loaded.warnings:
+                self.window.statusBar().showMessage(warning, 10_000)
+        if self.credentials is None:
+            self.credentials = CredentialStore()
+        if self.notifier is None:
+            from app.ui.tray import pick_notifier
+
+            self.notifier = pick_notifier(self.window.windowIcon(), self.window)
+
+        self.store = Store()
+        self.ingestor = Ingestor(self.store)
+        self.bridge = Bridge(self.window)
+        # the keyring may be slow to answer (NOTES.md): never on the GUI thread
+        api_key = await asyncio.to_thread(self.credentials.receiver_api_key)
+        hf_token = await self._secret("hf_token")
+        self.receiver = ReceiverServer(
+            self.ingestor,
+            self.store,
+            host=self.settings.receiver_host,
+            port=self.settings.receiver_port,
+            api_key=api_key,
+        )
+        await self.receiver.start()
+        self.launcher = LocalLauncher(
+            self.store,
+            self.ingestor,
+            receiver=ReceiverAddress(self.receiver.url, api_key),
+            python=self.settings.trainer_python or sys.executable,
+            base_dir=self.base_dir,
+            on_output=lambda job_id, line: self.bridge.on_output(job_id, line + "\n"),
+            on_exit=self.bridge.on_exit,
+            hf_token=hf_token,
+        )
+        if self.grace_s is not None:
+            # tests shorten the grace period before a kill
+            cancel = self.launcher.cancel
+            self.launcher.cancel = lambda job_id, grace_s=self.grace_s: cancel(job_id, grace_s)
+        self.notifications = AlertNotifications(
+            self.notifier,
+            NotificationPolicy.from_settings(self.settings),
+            secrets=self.credentials.known_values,
+            job_label=self._job_label,
+        )
+        self.ingestor.subscribe_callbacks(
+            on_metrics=self._heard_metrics,
+            on_alert=self._heard_alert,
+            on_job_changed=self.bridge.on_job_changed,
+        )
+        reattached = await self.launcher.reattach_all()
+        self.service = CoreJobService(self.store, self.ingestor, self.launcher)
+        self.window.attach(self.service, self.bridge)
+        self._start_stall_watch()
+        note = f"Receiver on {self.receiver.url}"
+        if self.receiver.fell_back:
+            note += f" (port {self.settings.receiver_port} was taken)"
+        if reattached:
+            note += f" · following {len(reattached)} run(s) still going"
+        self.window.statusBar().showMessage(note)
+
+    async def _secret(self, name: str) -> str | None:
+        try:
+            value = await self.credentials.get_async(name)
+        except Exception as err:  # no keyring: runs still work, without that secret
+            log.info("%s not available: %s", name, err)
+            return None
+        return value or None
+
+    def _job_label(self, job_id: str) -> str | None:
+        job = self.store.get_job(job_id) if self.store else None
+        return job.name if job else None
+
+    def _heard_metrics(self, job_id: str, points: list[dict[str, Any]]) -> None:
+        self._last_seen[job_id] = time.time()
+        self.bridge.on_metrics(job_id, points)
+
+    def _heard_alert(self, job_id: str, alert: dict[str, Any]) -> None:
+        self._last_seen[job_id] = time.time()
+        self.bridge.on_alert(job_id, alert)
+        task = asyncio.ensure_future(self.notifications.handle(alert))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_stall_watch(self) -> None:
+        from app.core.stall import StallDetector
+
+        detector = StallDetector.from_minutes(self.settings.stall_minutes)
+
+        def check() -> None:
+            running = {
+                j.id: self._last_seen.get(j.id, j.started_at or j.created_at)
+                for j in self.store.list_jobs(status="running")
+            }
+            for job_id in detector.due(running):
+                self._raise_stalled(job_id, detector.silent_for(job_id, running[job_id]))
+
+        self._stall_timer = QTimer(self.window)
+        self._stall_timer.setInterval(STALL_CHECK_MS)
+        self._stall_timer.timeout.connect(check)
+        self._stall_timer.start()
+
+    def _raise_stalled(self, job_id: str, silent_s: float) -> None:
+        from app.core.stall import stalled_alert
+
+        job = self.store.get_job(job_id)
+        alert = stalled_alert(job_id, silent_s, model_name=job.model if job else None)
+        self.ingestor.ingest_alert(alert)
+
+    async def launch_demo(self) -> str:
+        """The demo run: a tiny model on the bundled dataset, on this computer."""
+        from app.ui.presets import read_config_file
+        from trainer.config import parse_config
+
+        config = parse_config(read_config_file(DEMO_PRESET), str(DEMO_PRESET))
+        job_id = await self.window.launch(config, "local")
+        self.window.job_view.tabs.setCurrentIndex(0)  # the charts
+        return job_id
+
+    def first_start(self) -> bool:
+        return not bool(getattr(self.settings, "first_run_done", True))
+
+    def mark_first_run_done(self) -> None:
+        from app.core.settings import save_settings
+
+        self.settings.first_run_done = True
+        try:
+            save_settings(self.settings)
+        except OSError as err:
+            log.warning("could not save settings: %s", err)
+
+    def open_settings(self) -> None:
+        if self.credentials is None:
+            return
+        from app.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self.credentials, self.window)
+        dialog.settings_saved.connect(self._settings_saved)
+        dialog.open()
+
+    def _settings_saved(self, settings: Any) -> None:
+        from app.core.notifications import NotificationPolicy
+
+        self.settings = settings
+        if self.notifications is not None:
+            self.notifications.policy = NotificationPolicy.from_settings(settings)
+        self.window.statusBar().showMessage(
+            "Settings saved; a new receiver port applies at the next start", 5000
+        )
+
+    async def stop(self) -> None:
+        """Stop following runs (they keep going), stop the receiver, close the store."""
+        if self._stall_timer is not None:
+            self._stall_timer.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.launcher is not None:
+            await self.launcher.close()
+        if self.receiver is not None:
+            await self.receiver.stop()
+        if self.store is not None:
+            self.store.close()
+
+
+class _FirstPaint(QObject):
+    """Calls back once, right after the watched widget's first paint."""
+
+    def __init__(self, widget: Any, callback: Any) -> None:
+        super().__init__(widget)
+        self._callback = callback
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            obj.removeEventFilter(self)
+            QTimer.singleShot(0, self._callback)
+        return False
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="tunedeck-gui", description="Tunedeck desktop app")
+    parser.add_argument(
+        "--demo", action="store_true", help="launch the demo run (tiny model, bundled dataset)"
+    )
+    parser.add_argument(
+        "--no-demo", action="store_true", help="do not launch the demo, even on the first start"
+    )
+    parser.add_argument("--exit-after-first-paint", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Tunedeck")
+    app.setOrganizationName("Tunedeck")
+    with contextlib.suppress(OSError):
+        app.setStyleSheet(STYLE.read_text(encoding="utf-8"))
+    import qasync
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    tunedeck = Tunedeck()
+    closed = asyncio.Event()
+    app.lastWindowClosed.connect(closed.set)
+
+    if args.exit_after_first_paint:  # bench/startup.py
+        _FirstPaint(tunedeck.window, lambda: (print("first-paint", flush=True), closed.set()))
+        tunedeck.window.show()
+        with loop:
+            loop.run_until_complete(closed.wait())
+        return 0
+
+    async def run() -> None:
+        try:
+            await tunedeck.start()
+        except Exception as err:
+            log.exception("start-up failed")
+            QMessageBox.critical(
+                tunedeck.window,
+                "Tunedeck could not start",
+                f"{err}\n\n{getattr(err, 'hint', '')}".strip(),
+            )
+            return
+        if args.demo or (tunedeck.first_start() and not args.no_demo):
+            tunedeck.mark_first_run_done()
+            await tunedeck.launch_demo()
+
+    def after_paint() -> None:
+        task = loop.create_task(run())
+        tunedeck._tasks.add(task)
+        # pyqtgraph loads while the core starts: the charts are ready when the first point is
+        QTimer.singleShot(50, lambda: tunedeck.window.job_view.charts)
+
+    _FirstPaint(tunedeck.window, after_paint)
+    tunedeck.window.show()
+    with loop:
+        loop.run_until_complete(closed.wait())
+        loop.run_until_complete(tunedeck.stop())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
