@@ -27,13 +27,33 @@ ROWS = [
     }
     for q, a in QA
 ] * 3
+BAD = "no no bad terrible sorry."
+# Rows for every method, in the shape trainer.data.prepare hands to TRL.
+METHOD_ROWS: dict[str, list[dict[str, Any]]] = {
+    "sft": ROWS,
+    "cpt": [{"text": f"{q} {a}"} for q, a in QA] * 3,
+    "dpo": [
+        {
+            "prompt": r["prompt"],
+            "chosen": r["completion"],
+            "rejected": [{"role": "assistant", "content": BAD}],
+        }
+        for r in ROWS
+    ],
+    "kto": [{**r, "label": True} for r in ROWS]
+    + [{**r, "completion": [{"role": "assistant", "content": BAD}], "label": False} for r in ROWS],
+    "grpo": [{"prompt": r["prompt"]} for r in ROWS],
+}
+METHOD_ROWS["orpo"] = METHOD_ROWS["dpo"]
 
 
-def run_config(model_dir: Path, out: Path, **sections: dict[str, Any]) -> Any:
+def run_config(
+    model_dir: Path, out: Path, *, method: str = "sft", **sections: dict[str, Any]
+) -> Any:
     from trainer.config import parse_config
 
     data: dict[str, Any] = {
-        "method": "sft",
+        "method": method,
         "model": {"name_or_path": str(model_dir)},
         "adapter": {"kind": "lora", "r": 8, "alpha": 16, "dropout": 0.0},
         "training": {"max_steps": 8, "max_length": 64, "per_device_train_batch_size": 2},
@@ -66,14 +86,15 @@ def tiny_trainer(
     from trainer.modeling import load_causal_lm, load_tokenizer, plan_device
 
     plan = plan_device(cfg)
-    eval_rows = ROWS[:4] if cfg.evaluation.strategy != "no" else None
+    rows = METHOD_ROWS[cfg.method]
+    eval_rows = rows[:4] if cfg.evaluation.strategy != "no" else None
     args = common_args(cfg, plan, out, has_eval=eval_rows is not None)
     args.update(overrides)
     ctx = MethodContext(
         cfg=cfg,
         model=load_causal_lm(cfg, str(model_dir), plan),
         tokenizer=load_tokenizer(cfg, str(model_dir)),
-        train_dataset=Dataset.from_list(ROWS),
+        train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         plan=plan,
         output_dir=out,

@@ -241,3 +241,82 @@ def test_a_receiver_answering_after_2s_does_not_slow_training(
         assert slow.wait_until(lambda: len(slow.alerts("job_completed")) == 3, 10)
     finally:
         slow.close()
+
+
+@pytest.mark.parametrize("method", ["sft", "cpt", "dpo", "orpo", "kto", "grpo"])
+def test_every_method_reports_true_throughput_and_its_own_figures(
+    method: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("METRICS_API_URL", raising=False)
+    out = tmp_path / "out"
+    cfg = run_config(
+        tiny_model_dir,
+        out,
+        method=method,
+        training={
+            "max_steps": 3,
+            "per_device_train_batch_size": 4 if method in ("kto", "grpo") else 2,
+        },
+        logging={"logging_steps": 1},
+        evaluation={"strategy": "no"},
+        checkpoint={"save_strategy": "no"},
+        grpo={"num_generations": 2, "max_completion_length": 8},
+    )
+    run = session_run(cfg, tiny_model_dir, out)
+    assert run.error is None
+    points = [e["data"] for e in iter_events(out / EVENT_LOG_NAME) if e["kind"] == "metric"]
+    assert [p["step"] for p in points] == [1, 2, 3]
+    last = points[-1]
+    assert last["samples_per_second"] > 0 and last["tokens_per_second"] > 0
+    # tokens per sample: a few tokens per row at least, never more than a row can hold
+    # (paired methods: chosen + rejected, each at most max_length)
+    per_sample = last["tokens_per_second"] / last["samples_per_second"]
+    assert 4 <= per_sample <= 2 * cfg.training.max_length
+    assert ("perplexity" in last) == (method in ("sft", "cpt"))
+    own = {"dpo": "rewards/margins", "orpo": "log_odds_ratio", "kto": "kl", "grpo": "reward"}
+    if method in own:
+        assert own[method] in last
+
+
+def test_meter_counts_samples_and_tokens_of_each_batch_shape() -> None:
+    from trainer.reporting.gpu_stats import metric_fields
+    from trainer.reporting.throughput import ThroughputMeter
+
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    meter = ThroughputMeter()
+    meter.count({"input_ids": torch.zeros(2, 4), "attention_mask": mask})  # padded: 5 tokens
+    meter.count(
+        {
+            "input_ids": torch.zeros(1, 9),
+            "position_ids": torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]]),
+        }
+    )
+    _, samples, tokens = meter.take()
+    assert (samples, tokens) == (2 + 3, 5 + 9)  # packed: 3 sequences, 9 real tokens
+
+    paired = ThroughputMeter(paired=True)  # DPO: chosen rows then rejected rows
+    paired.count({"input_ids": torch.zeros(4, 4), "attention_mask": torch.ones(4, 4)})
+    orpo = {
+        "chosen_input_ids": torch.zeros(2, 3),
+        "prompt_attention_mask": torch.ones(2, 2),
+        "chosen_attention_mask": torch.ones(2, 3),
+        "rejected_attention_mask": torch.ones(2, 3),
+    }
+    paired.count(orpo)
+    _, samples, tokens = paired.take()
+    assert (samples, tokens) == (2 + 2, 16 + 12)  # the prompt is inside chosen/rejected
+
+    rl = ThroughputMeter()
+    rl.count([{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c"}])  # GRPO: one completion each
+    _, samples, tokens = rl.take()
+    assert samples == 3 and tokens is None  # tokens then come from the trainer's num_tokens
+
+    two_gpus = {"allocated": 3 * 2**30, "reserved": 4 * 2**30, "devices": 2.0}
+    assert metric_fields(two_gpus | {"util_sum": 150.0, "util_count": 2.0}) == {
+        "gpu_memory_allocated_gb": 3.0,
+        "gpu_memory_reserved_gb": 4.0,
+        "gpu_count": 2,
+        "gpu_utilization_percent": 75.0,
+    }
+    assert "gpu_utilization_percent" not in metric_fields(two_gpus)  # no NVML: left out
+    assert metric_fields({}) == {}

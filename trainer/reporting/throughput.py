@@ -8,8 +8,9 @@ summed as tensors on the device and read once per logging step, where the traine
   rejected rows, so a pair counts once; padding-free packing flattens a batch into one row, so
   sequences are counted by their ``position_ids`` starts; a list batch (GRPO/RLOO, generation
   happens inside the step) counts its rows (one completion each).
-- tokens: non-padding tokens (``*attention_mask`` sums), or every ``*input_ids`` token where there
-  is no mask (padding-free batches hold no padding). For list batches the count comes from the
+- tokens: non-padding tokens (``*attention_mask`` sums; a separate prompt mask is left out where
+  the chosen/rejected sequences already hold the prompt), or every ``*input_ids`` token where
+  there is no mask (padding-free batches hold no padding). For list batches the count comes from the
   trainer's own ``num_tokens`` log entry instead.
 - time: wall time between logging steps minus evaluation and checkpoint saving.
 """
@@ -70,6 +71,13 @@ class ThroughputMeter:
     @staticmethod
     def _tokens(inputs: Mapping[str, Any]) -> Any:
         masks = [v for k, v in inputs.items() if k.endswith("attention_mask") and hasattr(v, "sum")]
+        if "chosen_attention_mask" in inputs and "prompt_attention_mask" in inputs:
+            # ORPO-style batches: the chosen and rejected sequences already hold the prompt
+            masks = [
+                v
+                for k, v in inputs.items()
+                if k.endswith("attention_mask") and not k.startswith("prompt_")
+            ]
         if masks:
             total: Any = 0
             for m in masks:
