@@ -8,9 +8,9 @@ reads.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from trainer.config import RunConfig
 
@@ -22,6 +22,8 @@ class DatasetSummary:
     format: str | None
     rows: int
     problems: list[str]
+    examples: int | None = None  # what the rows become for the method (chat turns, pairs)
+    hint: str = ""
 
 
 @dataclass
@@ -44,21 +46,43 @@ class ValidationReport:
                 f"  format: {d.format or 'unknown'}",
                 f"  rows: {d.rows}",
             ]
+            if d.examples is not None and d.examples != d.rows:
+                lines.append(f"  training examples: {d.examples}")
             lines += [f"  problem: {p}" for p in d.problems]
+            if d.hint:
+                lines.append(f"  hint: {d.hint}")
         lines.append("ok" if not self.problems else f"{len(self.problems)} problem(s)")
         return "\n".join(lines)
 
 
-def _inspect(role: str, source: str, method: str, cfg: RunConfig, base_dir: Path) -> DatasetSummary:
+def _inspect(
+    role: str, source: str, cfg: RunConfig, base_dir: Path, *, reward_elsewhere: bool
+) -> DatasetSummary:
     from trainer.data import inspect_dataset
 
-    report: Any = inspect_dataset(source, method, cfg=cfg, base_dir=base_dir)
+    own_settings = role != "reward"  # the reward set is a file of its own, format detected
+    report = inspect_dataset(
+        source,
+        cfg.method,
+        cfg.dataset.format if own_settings else "auto",
+        preview=0,
+        base_dir=base_dir,
+        split=cfg.dataset.split if own_settings else "train",
+        subset=cfg.dataset.subset if own_settings else None,
+        has_reward_model=reward_elsewhere,
+        load_hub=True,  # `validate` is where a Hub dataset gets read before a run
+    )
+    problems = list(report.problems)
+    if not problems and report.fmt is None:
+        problems = [f"{source}: no rows to train on"]
     return DatasetSummary(
         role=role,
         source=source,
-        format=getattr(report, "format", None),
-        rows=int(getattr(report, "rows", 0) or 0),
-        problems=[str(p) for p in getattr(report, "problems", [])],
+        format=report.fmt,
+        rows=report.num_rows,
+        problems=problems,
+        examples=report.num_examples,
+        hint=report.hint if problems else "",
     )
 
 
@@ -71,13 +95,16 @@ def validate_run(cfg: RunConfig, base_dir: Path) -> ValidationReport:
     report = ValidationReport(method=cfg.method, model=cfg.model.name_or_path)
     report.problems.extend(preflight_problems(cfg, base_dir))
 
-    sets = [("train", cfg.dataset.path, cfg.method)]
+    rlhf = cfg.method == "rlhf"
+    # rlhf takes any prompts when its reward comes from a named model or a separate pair file
+    elsewhere = rlhf and bool(cfg.rlhf.reward_model or cfg.rlhf.reward_dataset)
+    sets = [("train", os.environ.get("DATASET_URL", "").strip() or cfg.dataset.path, elsewhere)]
     if cfg.dataset.eval_path:
-        sets.append(("eval", cfg.dataset.eval_path, cfg.method))
-    if cfg.method == "rlhf" and not cfg.rlhf.reward_model and cfg.rlhf.reward_dataset:
-        sets.append(("reward", cfg.rlhf.reward_dataset, "rlhf"))
-    for role, source, method in sets:
-        summary = _inspect(role, source, method, cfg, base_dir)
+        sets.append(("eval", cfg.dataset.eval_path, elsewhere))
+    if rlhf and not cfg.rlhf.reward_model and cfg.rlhf.reward_dataset:
+        sets.append(("reward", cfg.rlhf.reward_dataset, False))
+    for role, source, reward_elsewhere in sets:
+        summary = _inspect(role, source, cfg, base_dir, reward_elsewhere=reward_elsewhere)
         report.datasets.append(summary)
         report.problems.extend(summary.problems)
     return report

@@ -159,7 +159,7 @@ def test_the_demo_preset_trains_in_under_a_minute_from_anywhere(tmp_path: Path) 
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "outputs" / "demo-sft"
-    assert (out / "adapter_model.safetensors").is_file()
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["global_step"] == 200
     assert summary["last_loss"] < summary["first_loss"] / 2
