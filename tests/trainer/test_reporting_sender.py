@@ -237,3 +237,15 @@ def test_ranks_other_than_zero_report_nothing(tmp_path: Path, receiver: Reportin
     assert not rep.active
     assert not (tmp_path / EVENT_LOG_NAME).exists()
     assert receiver.requests == []
+
+
+def test_an_unusable_receiver_address_is_logged_and_the_run_reports_locally(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="trainer.reporting"):
+        rep = make_reporter(tmp_path, {"METRICS_API_URL": "localhost:8765/api/metrics"})
+    rep.alert("job_started")
+    rep.close(1)
+    assert rep.lanes() == []
+    assert len(caplog.records) == 1 and "unusable" in caplog.records[0].getMessage()
+    assert [e["data"]["type"] for e in iter_events(tmp_path / EVENT_LOG_NAME)] == ["job_started"]

@@ -157,6 +157,20 @@ class Reporter:
         alerts_url = endpoint_url(alerts_url, ALERTS_PATH)
         token = environ.get("JOB_TOKEN", "")
         api_key = environ.get("INTERNAL_API_KEY", "")
+        try:
+            metrics_target = HttpTarget(
+                metrics_url, {"Authorization": f"Bearer {token}"}, REQUEST_TIMEOUT_S
+            )
+            alerts_target = HttpTarget(alerts_url, {"X-API-Key": api_key}, REQUEST_TIMEOUT_S)
+        except ValueError as err:
+            # a bad address must not cost the run: report locally, say so once
+            log.error(
+                "METRICS_API_URL/ALERT_API_URL unusable (%s); training goes on and events are "
+                "written to %s only",
+                err,
+                event_log.path,
+            )
+            return cls(job_id=job_id, user_id=user_id, model_name=model_name, event_log=event_log)
 
         def recover(kind: str) -> Any:
             def read_back(seqs: set[int]) -> list[Item]:
@@ -170,7 +184,7 @@ class Reporter:
 
         metrics_lane = Lane(
             "metrics",
-            HttpTarget(metrics_url, {"Authorization": f"Bearer {token}"}, REQUEST_TIMEOUT_S),
+            metrics_target,
             lambda points: {"job_id": job_id, "metrics": points},
             max_batch=max_batch,
             max_queue=max_queue,
@@ -182,7 +196,7 @@ class Reporter:
         )
         alerts_lane = Lane(
             "alerts",
-            HttpTarget(alerts_url, {"X-API-Key": api_key}, REQUEST_TIMEOUT_S),
+            alerts_target,
             lambda alerts: alerts[0],
             max_batch=1,
             max_queue=max_queue,
