@@ -31,7 +31,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from app.core.ingest import IngestEvent, Ingestor
 from app.core.jobs import STATUSES, Job, JobNotFound
@@ -278,23 +277,28 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     if not jobs:
         console.print("no jobs", highlight=False, markup=False)
         return EXIT_OK
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("id", "name", "method", "model", "where", "status", "created", "steps", "loss"):
-        table.add_column(column, overflow="fold")
+    header = ("id", "name", "method", "model", "where", "status", "created", "steps", "loss")
+    rows = [header]
     for job in jobs:
         total = f"/{job.total_steps}" if job.total_steps else ""
-        table.add_row(
-            job.id,
-            job.name,
-            job.method,
-            job.model,
-            job.target,
-            job.status,
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at)),
-            f"{job.current_step or 0}{total}",
-            "-" if job.last_loss is None else f"{job.last_loss:.4f}",
+        rows.append(
+            (
+                job.id,
+                job.name,
+                job.method,
+                job.model,
+                job.target,
+                job.status,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at)),
+                f"{job.current_step or 0}{total}",
+                "-" if job.last_loss is None else f"{job.last_loss:.4f}",
+            )
         )
-    console.print(table)
+    # plain aligned columns: whole ids and names at any width, in a terminal or a pipe
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for n, row in enumerate(rows):
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        console.print(line, style="bold" if n == 0 else None, highlight=False, markup=False)
     return EXIT_OK
 
 

@@ -1,0 +1,134 @@
+"""`tunedeck run | jobs | export` as a user runs them: a subprocess, output read from a pipe."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_TRAINER
+
+from app.core.store import Store
+
+TUNEDECK = [sys.executable, "-m", "app.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fake_python(tmp_path: Path) -> Path:
+    """A 'training Python' that runs the fake trainer where the real one would run the trainer
+    (`python -m trainer --config ...` -> `python fake_trainer.py --config ...`)."""
+    script = tmp_path / "fake-python"
+    script.write_text(f'#!/bin/sh\nshift 2\nexec "{sys.executable}" "{FAKE_TRAINER}" "$@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def write_config(tmp_path: Path, **extra: object) -> Path:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"name": "cli-run", "method": "sft", **extra}))
+    return path
+
+
+def tunedeck(*args: str, cwd: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*TUNEDECK, *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_then_jobs_then_export(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    done = tunedeck(
+        "run", str(cfg), "--python", str(fake_python(tmp_path)), cwd=tmp_path, FAKE_STEPS="20"
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "\x1b[" not in out  # no colour codes or cursor moves in a pipe
+    assert "[alert] Training started: cli-run" in out
+    assert "step 20/20  loss 0.1000  eta 0:00:00" in out
+    assert "(cli-run): completed" in out and "exit status 0" in out
+
+    with Store() as store:
+        [job] = store.list_jobs()
+    listed = tunedeck("jobs", cwd=tmp_path)
+    assert job.id in listed.stdout and "completed" in listed.stdout and "20/20" in listed.stdout
+
+    exported = tunedeck("export", job.id[:-2], "--csv", cwd=tmp_path)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [int(r["step"]) for r in rows] == list(range(1, 21))
+    assert float(rows[-1]["train_loss"]) == pytest.approx(0.1)
+    assert rows[0]["x"] == "1"  # an extra field the trainer sent, as its own column
+    assert exported.stdout.splitlines()[0].startswith("step,epoch,train_loss,eval_loss")
+    target = tmp_path / "m.json"
+    tunedeck("export", job.id, "--json", "-o", str(target), cwd=tmp_path)
+    saved = json.loads(target.read_text())
+    assert len(saved["metrics"]) == 20 and saved["alerts"][-1]["type"] == "job_completed"
+
+
+def test_ctrl_c_cancels_the_run_cleanly(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc = subprocess.Popen(
+        [*TUNEDECK, "run", str(cfg), "--python", str(fake_python(tmp_path)), "-v"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "FAKE_STEPS": "3000", "FAKE_STEP_S": "0.01"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    for line in proc.stdout:  # until the trainer is past a few steps
+        lines.append(line)
+        if "step 20/3000" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out
+    assert "stopping; the trainer saves a checkpoint" in out
+    assert "checkpoint saved" in out  # the trainer's own output (-v)
+    assert "): cancelled" in out
+    with Store() as store:
+        [job] = store.list_jobs()
+    assert job.status == "cancelled" and 20 <= (job.current_step or 0) < 3000
+
+
+def test_a_config_error_names_the_field_and_exits_2(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, training={"learning_rate": -1})
+    done = tunedeck("run", str(cfg), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "training.learning_rate" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_export_of_an_unknown_job(tmp_path: Path) -> None:
+    done = tunedeck("export", "no-such-job", "--csv", cwd=tmp_path)
+    assert done.returncode == 2 and "no job 'no-such-job'" in done.stderr
+    assert "tunedeck jobs" in done.stderr  # the hint
+
+
+def test_a_trainer_failure_is_the_runs_exit_status(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    done = tunedeck(
+        "run",
+        str(cfg),
+        "--python",
+        str(fake_python(tmp_path)),
+        cwd=tmp_path,
+        FAKE_STEPS="10",
+        FAKE_MODE="crash",
+    )
+    assert done.returncode == 1
+    assert "): failed" in done.stdout and "RuntimeError: boom" in done.stdout
