@@ -245,7 +245,7 @@ class Tunedeck:
             for job_id in detector.due(running):
                 self._raise_stalled(job_id, detector.silent_for(job_id, running[job_id]))
 
-        self._stall_timer = QTimer(self.window)
+        self._stall_timer = QTimer()  # not a child of the window: stop() may outlive it
         self._stall_timer.setInterval(STALL_CHECK_MS)
         self._stall_timer.timeout.connect(check)
         self._stall_timer.start()
