@@ -1,0 +1,91 @@
+"""Reading, upgrading and validating configs, with errors that name the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from trainer.config.fields import CONFIG_VERSION, ConfigError
+from trainer.config.run_config import RunConfig
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith("function-after")]
+    return ".".join(parts) if parts else "(config)"
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    """One line per problem: the field path, what is wrong, what was given."""
+    lines = []
+    for e in err.errors():
+        loc = _format_location(tuple(e["loc"]))
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+            # cross-field rules name their own field first
+            if ":" in msg.split(" ", 1)[0]:
+                lines.append(msg)
+                continue
+        if e["type"] == "extra_forbidden":
+            lines.append(
+                f"{loc}: unknown field (check the spelling; see `python -m trainer schema`)"
+            )
+            continue
+        given = e.get("input")
+        shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return lines
+
+
+def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older config up to CONFIG_VERSION. Version 1 is the first; nothing to do yet."""
+    version = data.get("version", CONFIG_VERSION)
+    if not isinstance(version, int) or version > CONFIG_VERSION:
+        raise ConfigError(
+            [
+                f"version: this Tunedeck reads config versions up to {CONFIG_VERSION} "
+                f"(got {version!r})"
+            ]
+        )
+    return data
+
+
+def parse_config(data: dict[str, Any], source: str | None = None) -> RunConfig:
+    """Validate a config dict, raising ConfigError with readable problems."""
+    if not isinstance(data, dict):
+        raise ConfigError(["(config): must be a JSON object"], source)
+    data = upgrade_config(data)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err), source) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError([f"cannot read the config file: {err.strerror}"], str(path)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            [f"line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})"], str(path)
+        ) from None
+    return parse_config(data, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of RunConfig (what `python -m trainer schema` prints)."""
+    return RunConfig.model_json_schema()
+
+
+def field_metadata(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """The form metadata (basic, methods, widget) of one field."""
+    extra = model.model_fields[name].json_schema_extra
+    return dict(extra) if isinstance(extra, dict) else {}
