@@ -18,10 +18,11 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 os.environ.setdefault("QT_API", "pyside6")  # before qasync picks a binding
 
@@ -33,6 +34,7 @@ from app.ui.main_window import MainWindow
 from app.ui.presets import BUILTIN_DIR, PresetLibrary
 
 log = logging.getLogger("tunedeck")
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 STYLE = ROOT / "resources" / "style.qss"
@@ -163,7 +165,7 @@ class Tunedeck:
         self.ingestor = Ingestor(self.store)
         self.bridge = Bridge(self.window)
         # the keyring may be slow to answer (NOTES.md): never on the GUI thread
-        api_key = await asyncio.to_thread(self.credentials.receiver_api_key)
+        api_key = await _in_thread(self.credentials.receiver_api_key)
         hf_token = await self._secret("hf_token")
         self.receiver = ReceiverServer(
             self.ingestor,
@@ -310,6 +312,33 @@ class Tunedeck:
             await self.receiver.stop()
         if self.store is not None:
             self.store.close()
+
+
+async def _in_thread(fn: Callable[[], T]) -> T:
+    """``fn()`` on a daemon thread of its own. Not ``asyncio.to_thread``: qasync runs that on
+    QThreads, and a QThread still alive at exit aborts the process (a keyring call can hang)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as err:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(_settle, future, None, err)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=work, name="tunedeck-start", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, err: BaseException | None) -> None:
+    if future.done():
+        return
+    if err is not None:
+        future.set_exception(err)
+    else:
+        future.set_result(result)
 
 
 class _FirstPaint(QObject):

@@ -223,6 +223,7 @@ class MainWindow(QMainWindow):
         self.jobs.reload()
         if self.jobs.rowCount():
             self.select_job(self.jobs.job(0).id)
+        self._update_actions()
         self.statusBar().showMessage("Ready", 3000)
 
     def _list_jobs(self) -> list[JobRecord]:
