@@ -10,6 +10,7 @@ knows nothing of Qt (app.ui.bridge turns them into signals).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -162,12 +163,13 @@ class Ingestor:
     def _apply_alert(self, alert: Alert) -> Job | None:
         job_id = alert.job_id
         changes: dict[str, Any] = {}
-        if alert.total_steps is not None:
+        # figures an alert carries only update the job when they are plausible
+        if _plausible_step(alert.total_steps):
             changes["total_steps"] = alert.total_steps
-        if alert.current_step is not None:
+        if _plausible_step(alert.current_step):
             job = self.store.require_job(job_id)
-            changes["current_step"] = max(job.current_step or 0, alert.current_step)
-        if alert.loss is not None:
+            changes["current_step"] = max(job.current_step or 0, alert.current_step or 0)
+        if alert.loss is not None and math.isfinite(alert.loss):
             changes["last_loss"] = alert.loss
         if changes:
             self.store.update_job(job_id, **changes)
@@ -178,6 +180,10 @@ class Ingestor:
         if status == "failed":
             error = alert.error_message or alert.message or alert.error_type or "the run failed"
         return self.store.set_status(job_id, status, error)
+
+
+def _plausible_step(value: int | None) -> bool:
+    return value is not None and 0 <= value <= 2**53
 
 
 def _point_dict(point: MetricPoint | Mapping[str, Any], index: int) -> dict[str, Any]:

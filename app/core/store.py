@@ -124,6 +124,16 @@ class MetricsResult:
     last_step: int | None
 
 
+def _sql(value: Any) -> Any:
+    """A value SQLite can bind: text with lone surrogates repaired, an integer past 64 bits
+    dropped. Whatever a client sends must never make a query raise."""
+    if isinstance(value, str) and not value.isascii():
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return None
+    return value
+
+
 def _finite(value: Any) -> Any:
     # SQLite and JSON have no NaN: a non-finite number is stored as missing
     if isinstance(value, float) and not math.isfinite(value):
@@ -235,7 +245,7 @@ class Store:
         return job
 
     def get_job(self, job_id: str) -> Job | None:
-        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = self._query("SELECT * FROM jobs WHERE id = ?", (_sql(job_id),))
         return _job(rows[0]) if rows else None
 
     def require_job(self, job_id: str) -> Job:
@@ -321,7 +331,8 @@ class Store:
         if not changes:
             return
         assigns = ", ".join(f"{k} = ?" for k in changes)
-        cur = db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", [*changes.values(), job_id])
+        values = [_sql(v) for v in changes.values()]
+        cur = db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", [*values, _sql(job_id)])
         if cur.rowcount == 0:
             raise JobNotFound(job_id)
 
@@ -333,12 +344,13 @@ class Store:
         Also moves the job's ``current_step`` and ``last_loss`` forward. One transaction.
         """
         now = time.time()
+        job_id = _sql(job_id)
         rows = []
         last_step: int | None = None
         last_loss: tuple[int, float] | None = None
         for point in points:
             step = int(point["step"])
-            values = [_finite(point.get(c)) for c in METRIC_COLUMNS]
+            values = [_sql(_finite(point.get(c))) for c in METRIC_COLUMNS]
             extras = {
                 k: _finite(v)
                 for k, v in point.items()
@@ -374,7 +386,7 @@ class Store:
     def metrics(self, job_id: str, after_step: int | None = None) -> list[dict[str, Any]]:
         """Rows ordered by step: ``step``, the non-null named fields and the extras."""
         sql = f"SELECT step, {', '.join(METRIC_COLUMNS)}, extras FROM metrics WHERE job_id = ?"
-        args: list[Any] = [job_id]
+        args: list[Any] = [_sql(job_id)]
         if after_step is not None:
             sql += " AND step > ?"
             args.append(after_step)
@@ -387,7 +399,8 @@ class Store:
         return out
 
     def metric_count(self, job_id: str) -> int:
-        return int(self._query("SELECT count(*) FROM metrics WHERE job_id = ?", (job_id,))[0][0])
+        rows = self._query("SELECT count(*) FROM metrics WHERE job_id = ?", (_sql(job_id),))
+        return int(rows[0][0])
 
     # -- alerts --------------------------------------------------------------------------------
 
@@ -397,13 +410,14 @@ class Store:
         payload = json.dumps(
             {k: _finite(v) for k, v in alert.items() if v is not None}, sort_keys=True
         )
+        job_id = _sql(alert["job_id"])
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (alert["job_id"],)).fetchone() is None:
-                raise JobNotFound(str(alert["job_id"]))
+            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                raise JobNotFound(str(job_id))
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts (job_id, type, received_at, payload) "
                 "VALUES (?, ?, ?, ?)",
-                (alert["job_id"], alert["type"], time.time(), payload),
+                (job_id, _sql(alert["type"]), time.time(), payload),
             )
         return cur.rowcount == 1
 
@@ -412,7 +426,7 @@ class Store:
         sql, args = "SELECT id, received_at, payload FROM alerts", []
         if job_id is not None:
             sql += " WHERE job_id = ?"
-            args.append(job_id)
+            args.append(_sql(job_id))
         out = []
         for row in self._query(sql + " ORDER BY id", args):
             alert = json.loads(row["payload"])

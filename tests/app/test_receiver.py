@@ -204,6 +204,31 @@ def test_every_error_status(store: Store, job: TokenJob) -> None:
     assert store.metric_count(job.id) == 0 and store.alerts() == []
 
 
+def test_odd_but_valid_values_are_stored_not_a_server_error(store: Store, job: TokenJob) -> None:
+    """Found by the generated-request test: integers past 64 bits, characters past the BMP."""
+    alert = {
+        "type": "loss_nan",
+        "job_id": job.id,
+        "total_steps": -(10**22),
+        "current_step": 10**30,
+        "error_type": "\ud903\udce5",
+    }
+    point = {"step": 1, "timestamp": "\ud903\udce5", "huge_extra": 10**40}
+
+    async def scenario() -> tuple[int, int, int]:
+        async with serve(store) as server, aiohttp.ClientSession() as s:
+            a, _ = await post(s, server.alerts_url, alert, KEY)
+            m, _ = await post(
+                s, server.metrics_url, {"job_id": job.id, "metrics": [point]}, job.bearer
+            )
+            ghost, _ = await post(s, server.alerts_url, {**alert, "job_id": "gh\u00f6st"}, KEY)
+            return a, m, ghost
+
+    assert asyncio.run(scenario()) == (200, 200, 404)
+    assert store.require_job(job.id).total_steps is None  # an impossible figure is not used
+    assert store.metrics(job.id)[0]["huge_extra"] == 10**40
+
+
 def test_fifty_clients_lose_nothing_and_duplicate_nothing(store: Store) -> None:
     jobs = [make_job(store, f"job{i}") for i in range(5)]
     clients, points_each, batch = 50, 200, 20

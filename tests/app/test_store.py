@@ -152,3 +152,12 @@ def test_cloud_resources_are_recorded_before_and_updated_after(store: Store) -> 
     assert [r.id for r in store.list_resources(provider="runpod", job_id=job.id)] == [pod.id]
     with pytest.raises(ValueError, match="cannot set"):
         store.update_resource(pod.id, id=5)
+
+
+def test_text_and_numbers_sqlite_cannot_bind_do_not_raise(store: Store) -> None:
+    # the pull path hands dicts straight from a pod's event log: lone surrogates, huge integers
+    job = store.create_job(name="a", method="sft", model="m")
+    store.add_metrics(job.id, [{"step": 1, "timestamp": "\udae8", "big": 10**30}])
+    assert store.metrics(job.id) == [{"step": 1, "timestamp": "?", "big": 10**30}]
+    assert store.get_job("\udc00") is None
+    assert store.update_job(job.id, error="bad \udc00", total_steps=10**30).total_steps is None
