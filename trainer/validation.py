@@ -106,5 +106,9 @@ def validate_run(cfg: RunConfig, base_dir: Path) -> ValidationReport:
     for role, source, reward_elsewhere in sets:
         summary = _inspect(role, source, cfg, base_dir, reward_elsewhere=reward_elsewhere)
         report.datasets.append(summary)
-        report.problems.extend(summary.problems)
+        # on stderr each line must say which file it is about
+        report.problems.extend(
+            p if p.startswith(summary.source) else f"{summary.source}: {p}"
+            for p in summary.problems
+        )
     return report
