@@ -29,7 +29,7 @@ from trainer.events import EVENT_LOG_NAME
 from trainer.reporting.event_log import iter_events
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = 120
+STEPS = 60
 
 
 class AppReceiver:
