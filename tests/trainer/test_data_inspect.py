@@ -4,12 +4,18 @@ raises for bad data, it says what is wrong and where, and it is quick on a big f
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from trainer.data import inspect_dataset
+from trainer.config import METHODS
+from trainer.data import detect_format, inspect_dataset, prepare_rows, read_rows
+from trainer.data.formats import FORMATS, MESSAGE_ROLES, SHAREGPT_ROLES
 
 
 def write(path: Path, text: str) -> Path:
@@ -123,3 +129,71 @@ def test_a_hundred_thousand_rows_take_seconds_not_minutes(tmp_path: Path) -> Non
     assert report.ok and report.num_rows == 100_000
     # about 2 s here on a busy 2-core machine; the bound leaves room for a slower CI runner
     assert took < 15, f"inspect took {took:.1f} s"
+
+
+# Rows built from the field names the formats use, holding any JSON value: whatever the mix,
+# the report says what is wrong instead of raising.
+_KEYS = [
+    "messages",
+    "conversations",
+    "instruction",
+    "input",
+    "output",
+    "text",
+    "prompt",
+    "completion",
+    "chosen",
+    "rejected",
+    "label",
+    "role",
+    "content",
+    "from",
+    "value",
+]
+_ROLES = sorted(set(MESSAGE_ROLES + SHAREGPT_ROLES))
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.sampled_from(_ROLES),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_U, _A = {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}
+_VALID = [
+    {"messages": [_U, _A]},
+    {"messages": [{"role": "system", "content": "s"}, _U]},
+    {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+    {"instruction": "i", "input": "x", "output": "o"},
+    {"text": "t"},
+    {"prompt": "p", "completion": "c"},
+    {"prompt": [_U], "reference": "r"},
+    {"prompt": "p", "chosen": "a", "rejected": "b"},
+    {"chosen": [_U, _A], "rejected": [_U, {"role": "assistant", "content": "b"}]},
+    {"chosen": "same start a", "rejected": "same start b"},
+    {"prompt": "p", "completion": [_A], "label": "false"},
+]
+_random_row = st.dictionaries(st.sampled_from(_KEYS), _json, max_size=4)
+_valid_row = st.sampled_from(_VALID)
+_mutated_row = st.builds(lambda row, k, v: {**row, k: v}, _valid_row, st.sampled_from(_KEYS), _json)
+_rows = st.lists(_random_row | _valid_row | _mutated_row, min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=_rows,
+    method=st.sampled_from([None, *METHODS]),
+    fmt=st.sampled_from(["auto", *FORMATS]),
+)
+def test_inspect_never_raises_on_any_rows(
+    rows: list[dict[str, Any]], method: str | None, fmt: str
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "d.jsonl")
+        Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        report = inspect_dataset(path, method, fmt)
+        assert report.ok == (not report.problems)
+        if report.ok and method is not None:
+            # what the report passes, a run can load: the same checks, then the TRL shapes
+            read = read_rows(path)
+            assert detect_format(read, declared=fmt) == report.fmt
+            assert len(prepare_rows(read, report.fmt, method)) == report.num_examples

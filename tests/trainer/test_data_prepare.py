@@ -382,3 +382,18 @@ def test_rlhf_reward_pairs_come_from_the_run_dataset_or_their_own(tmp_path: Path
     # and without a reward dataset or model, prompts alone are refused
     with pytest.raises(DatasetError, match="rlhf needs preference rows"):
         load_run_data(config(tmp_path / "prompts.jsonl", method="rlhf"))
+
+
+def test_kto_csv_labels_written_as_words_become_bools(tmp_path: Path) -> None:
+    f = tmp_path / "kto.csv"
+    f.write_text(
+        'prompt,completion,label\nQ1,good,true\nQ2,bad,FALSE\nQ3,"fine, thanks",True\n',
+        encoding="utf-8",
+    )
+    data = load_run_data(config(f, method="kto", eval_fraction=0.0, shuffle=False))
+    assert data.fmt == "kto"
+    assert [(r["completion"], r["label"]) for r in data.train] == [
+        ("good", True),
+        ("bad", False),
+        ("fine, thanks", True),
+    ]
