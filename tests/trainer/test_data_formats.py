@@ -116,7 +116,7 @@ def test_parquet_rows_are_called_rows() -> None:
         ),
         (
             {"messages": "hello"},
-            'line 2, field "messages": must be a list of {"role", "content"} (got str)',
+            'line 2, field "messages": must be a list of {"role", "content"} (got a string)',
         ),
         ({"messages": []}, 'line 2, field "messages": is an empty list'),
         (
@@ -138,7 +138,7 @@ def test_parquet_rows_are_called_rows() -> None:
         ({"text": ""}, 'line 2, field "text": is empty'),
         (
             {"prompt": "q", "completion": ["a"]},
-            'line 2, field "completion[0]": must be an object {"role", "content"} (got str)',
+            'line 2, field "completion[0]": must be an object {"role", "content"} (got a string)',
         ),
         ({"prompt": "q", "chosen": "a"}, 'line 2, field "rejected": missing'),
         (
@@ -268,3 +268,16 @@ def test_every_method_accepts_its_formats(method: str) -> None:
             (problem,) = info.value.problems
             assert problem.startswith(f"{method} needs ")
             assert problem.endswith(f'; this file is "{fmt}"')
+
+
+def test_a_mix_is_named_first_even_among_many_unknown_rows() -> None:
+    data = [EXAMPLES["text"], EXAMPLES["alpaca"]] + [{"q": "?"}] * 20
+    found = problems(data)
+    assert found[0] == 'rows of different formats: line 1 is "text", line 2 is "alpaca"'
+    assert found[1] == 'line 3: no known format (fields "q")'
+    assert found[-1] == "... and 11 more"
+
+
+def test_declared_format_reports_each_bad_row_once() -> None:
+    found = problems([EXAMPLES["text"], {}, {"q": "?"}], declared="text")
+    assert found == ["line 2: empty row", 'line 3, field "text": missing']

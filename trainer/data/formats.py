@@ -191,8 +191,6 @@ def scan_rows(rows: Sequence[Row], declared: str = "auto") -> FormatScan:
         else:
             by_format.setdefault(fmt, []).append(row.line)
     scan = FormatScan(None, by_format)
-    for row in unknown:
-        scan.problems.add(_unknown_row_problem(row))
     if declared != "auto":
         scan.fmt = declared
         _check_rows(rows, declared, scan, declared=True)
@@ -208,6 +206,9 @@ def scan_rows(rows: Sequence[Row], declared: str = "auto") -> FormatScan:
     if len(by_format) > 1:
         scan.problems.add(_mix_problem(by_format, unit))
         scan.hint = _mix_hint(by_format)
+    for row in unknown:
+        scan.problems.add(_unknown_row_problem(row))
+    if len(by_format) > 1:
         return scan
     if not by_format:
         scan.hint = "rows need the fields of one format: " + "; ".join(
@@ -271,7 +272,7 @@ def _check_rows(rows: Sequence[Row], fmt: str, scan: FormatScan, *, declared: bo
                 scan.problems.add(f"{row.where}: empty row")
             continue
         if not declared and classify(row.data) is None:
-            continue
+            continue  # reported as a row of no known format
         found = check(row.data)
         if not found:
             continue
@@ -295,6 +296,8 @@ def _kind(value: Any) -> str:
         return "a list"
     if isinstance(value, dict):
         return "an object"
+    if isinstance(value, str):
+        return "a string"
     return type(value).__name__
 
 

@@ -89,8 +89,8 @@ def inspect_dataset(
         report.checked = False
         report.ok = True
         report.hint = (
-            "a Hugging Face dataset id: its rows are read and checked when the run starts "
-            "(or with `python -m trainer validate`)"
+            f"no local file {source!r}, so it is taken as a Hugging Face dataset id: its rows "
+            "are read and checked when the run starts (or by `python -m trainer validate`)"
         )
         return report
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -252,7 +252,10 @@ def _reward(data: dict[str, Any], ctx: _Context) -> list[dict[str, Any]]:
     return [{"chosen": prompt + chosen, "rejected": prompt + rejected}]
 
 
-def _converter(method: str, purpose: str) -> Any:
+Converter = Callable[[dict[str, Any], _Context], list[dict[str, Any]]]
+
+
+def _converter(method: str, purpose: str) -> Converter:
     if method == "rlhf":
         return _reward if purpose == "reward" else _policy
     return {

@@ -92,7 +92,8 @@ def resolve_local(source: str, base_dir: str | Path | None = None) -> Path:
 
 
 def source_kind(source: str, base_dir: str | Path | None = None) -> str:
-    """ "url", "local" or "hub" — a path that exists wins over a Hub id of the same spelling."""
+    """Which kind of source: "url", "local" or "hub" (a path that exists wins over a Hub id
+    spelt the same)."""
     if is_url(source):
         return "url"
     if looks_like_hub_id(source) and not resolve_local(source, base_dir).exists():
@@ -122,7 +123,16 @@ def read_rows(
         return _read_url(source, split=split)
     if kind == "hub":
         return _read_hub(source, split=split, subset=subset)
-    return read_file(resolve_local(source, base_dir), split=split, shown_as=source)
+    path = resolve_local(source, base_dir)
+    if not path.exists():
+        start = Path(base_dir) if base_dir is not None else Path.cwd()
+        raise DatasetError(
+            ["file not found"],
+            f"check the path (relative paths start at {start}); for a Hugging Face dataset "
+            "give its id as owner/name",
+            source,
+        )
+    return read_file(path, split=split, shown_as=source)
 
 
 def read_file(
@@ -133,8 +143,7 @@ def read_file(
     if not path.exists():
         raise DatasetError(
             ["file not found"],
-            f"check the path (relative paths start at {Path.cwd()}); for a Hugging Face "
-            "dataset give its id as owner/name",
+            "check the path",
             shown,
         )
     if path.is_dir():
