@@ -8,6 +8,7 @@ worker RANK and WORLD_SIZE and TRL then trains with DDP over gloo.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -58,12 +59,35 @@ def launch_command(
     ]
 
 
+def worker_pids(launcher_pid: int) -> list[int]:
+    """The launcher's child processes (its workers), from /proc; empty where there is none."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the name in field 2 may hold spaces: the parent pid comes after its closing ")"
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields and len(fields) > 1 and int(fields[1]) == launcher_pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
 def relaunch(command: list[str]) -> int:
-    """Run ``command``, passing SIGINT/SIGTERM on to it (so workers save and stop cleanly)."""
-    proc = subprocess.Popen(command)
+    """Run ``command``; a SIGINT/SIGTERM to this process reaches each worker exactly once.
+
+    Signalled themselves, torchrun and accelerate raise, kill their workers after a grace
+    period and exit non-zero. Signalled one by one, the workers finish their step, save a
+    checkpoint, report job_cancelled and exit 0, and so does the launcher. The launcher runs in
+    a session of its own so that Ctrl-C in a terminal does not reach the workers a second time
+    (a second signal means "stop now, without a checkpoint" to the run control)."""
+    proc = subprocess.Popen(command, start_new_session=True)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        proc.send_signal(signum)
+        targets = worker_pids(proc.pid) or [proc.pid]
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.kill(pid, signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

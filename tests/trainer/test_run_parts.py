@@ -248,3 +248,46 @@ def test_push_failure_says_where_the_model_is(fake_hub: type[FakeHub], tmp_path:
         push_to_hub(cfg, Artifacts(output_dir=tmp_path, is_adapter=True))
     assert "connection refused" in str(err.value) and str(tmp_path) in str(err.value)
     assert "hf_" not in json.dumps(str(err.value))
+
+
+@pytest.fixture
+def cuda_machine(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This machine has no GPU: pretend to have one (with bitsandbytes) to check the planning."""
+    import trainer.modeling as modeling
+
+    monkeypatch.setattr(modeling, "_cuda_available", lambda: True)
+    monkeypatch.setattr(modeling, "_cuda_bf16", lambda: True)
+    monkeypatch.setattr(modeling, "_has_package", lambda name: name == "bitsandbytes")
+    return modeling
+
+
+def test_on_a_bf16_gpu_auto_means_bf16_and_qlora_is_4bit_nf4(cuda_machine: Any) -> None:
+    import torch
+
+    cfg = parse_config({"adapter": {"kind": "qlora"}})
+    plan = cuda_machine.plan_device(cfg)
+    assert plan == DevicePlan(device="cuda", precision="bf16", weights_dtype="bfloat16")
+    assert cuda_machine.environment_problems(cfg) == []
+    quant = cuda_machine.quantization_config(cfg, plan)
+    assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4"
+    assert quant.bnb_4bit_compute_dtype == torch.bfloat16
+    eight = parse_config({"adapter": {"kind": "qlora", "quantization_bits": 8}})
+    assert cuda_machine.quantization_config(eight, plan).load_in_8bit
+
+
+def test_on_an_older_gpu_auto_means_fp16_with_fp32_weights(
+    cuda_machine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cuda_machine, "_cuda_bf16", lambda: False)
+    plan = cuda_machine.plan_device(parse_config({}))
+    assert (plan.precision, plan.weights_dtype) == ("fp16", "float32")
+    problems = cuda_machine.environment_problems(parse_config({"training": {"precision": "bf16"}}))
+    assert problems == [
+        "training.precision: this GPU has no bfloat16 support; use 'auto' or 'fp16'"
+    ]
+
+
+def test_device_cpu_is_honoured_on_a_gpu_machine(cuda_machine: Any, tmp_path: Path) -> None:
+    plan = cuda_machine.plan_device(parse_config({"runtime": {"device": "cpu"}}))
+    assert plan == CPU
+    assert common_args(parse_config({}), plan, tmp_path, has_eval=False)["use_cpu"] is True
