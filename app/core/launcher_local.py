@@ -44,7 +44,7 @@ from app.core.launcher import (
 from app.core.store import Store
 from app.core.tokens import hash_token, new_job_token
 from trainer.config import ConfigError, RunConfig, parse_config
-from trainer.events import EVENT_LOG_NAME, FINAL_ALERTS
+from trainer.events import EVENT_LOG_NAME
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ class _Run:
     log_path: Path
     output_dir: Path | None
     proc: subprocess.Popen[bytes] | None = None  # None when reattached to another's child
-    offset: int = 0
+    offset: int = 0  # in the trainer's log
+    events_offset: int = 0  # in events.jsonl, where this run's events begin
     partial: bytes = b""
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
     exit_code: int | None = None
@@ -217,6 +218,7 @@ class LocalLauncher:
             exit_code=None,
         )
         command = self.command(config_path, job.id)
+        events_offset = _size(output_dir / EVENT_LOG_NAME)
         with log_path.open("ab") as log_file:
             log_file.write(
                 f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting job {job.id}\n".encode()
@@ -228,6 +230,7 @@ class LocalLauncher:
         job_now = self.store.update_job(job.id, pid=proc.pid, pid_started_at=started_at)
         log.info("started job %s as pid %s: %s", job.id, proc.pid, " ".join(command))
         run = _Run(job.id, proc.pid, started_at, log_path, output_dir, proc=proc, offset=offset)
+        run.events_offset = events_offset
         self._follow(run)
         self.ingestor.job_changed(job_now)
 
@@ -321,10 +324,8 @@ class LocalLauncher:
 
     def _finish(self, run: _Run) -> None:
         self.store.update_job(run.job_id, exit_code=run.exit_code)
+        self._recover_from_event_log(run)
         job = self.store.get_job(run.job_id)
-        if job is not None and not job.is_final:
-            self._recover_final_alert(run)
-            job = self.store.get_job(run.job_id)
         if job is not None and not job.is_final:
             job = self.store.set_status(run.job_id, *self._outcome_without_alert(run))
         if job is not None:
@@ -351,33 +352,28 @@ class LocalLauncher:
             f"{last}"
         )
 
-    def _recover_final_alert(self, run: _Run) -> None:
-        """A final alert the receiver never got is still in the run's event log."""
+    def _recover_from_event_log(self, run: _Run) -> None:
+        """Ingest what the receiver missed from the run's ``events.jsonl``.
+
+        The trainer gives up sending when the receiver is down as it exits; every event is in
+        its event log, so this is the local pull path. Ingest merges by step and stores an alert
+        once, so events the receiver did get change nothing.
+        """
         if run.output_dir is None:
             return
-        event_log = run.output_dir / EVENT_LOG_NAME
-        final: dict[str, Any] | None = None
         try:
-            with event_log.open("rb") as f:
-                for raw in f:
-                    try:
-                        event = json.loads(raw)
-                    except ValueError:
-                        continue
-                    data = event.get("data") if isinstance(event, dict) else None
-                    if (
-                        event.get("kind") == "alert"
-                        and isinstance(data, dict)
-                        and data.get("job_id") == run.job_id
-                        and data.get("type") in FINAL_ALERTS
-                    ):
-                        final = data
+            points, alerts = events_of_job(
+                run.output_dir / EVENT_LOG_NAME, run.job_id, run.events_offset
+            )
         except OSError:
             return
-        if final is not None:
-            log.info("job %s: final alert recovered from %s", run.job_id, event_log)
-            with contextlib.suppress(Exception):
-                self.ingestor.ingest_alert(final)
+        try:
+            for i in range(0, len(points), 500):
+                self.ingestor.ingest_metrics(run.job_id, points[i : i + 500])
+            for alert in alerts:
+                self.ingestor.ingest_alert(alert)
+        except Exception:  # a damaged log must not keep the job from being closed
+            log.exception("job %s: could not read back %s", run.job_id, EVENT_LOG_NAME)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -467,6 +463,43 @@ class LocalLauncher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await run.task
         self._runs.clear()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def events_of_job(
+    path: Path, job_id: str, offset: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Metric points and alerts of ``job_id`` in an event log, from byte ``offset``.
+
+    Metric lines carry no job id: they belong to the job whose alert came last before them
+    (every run starts with job_started), so a folder shared by several jobs is read correctly.
+    """
+    points: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
+    ours = False
+    with path.open("rb") as f:
+        f.seek(offset)
+        for raw in f:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue  # a line cut by a crash
+            data = event.get("data") if isinstance(event, dict) else None
+            if not isinstance(data, dict):
+                continue
+            if event.get("kind") == "alert":
+                ours = data.get("job_id") == job_id
+                if ours:
+                    alerts.append(data)
+            elif event.get("kind") == "metric" and ours and "step" in data:
+                points.append(data)
+    return points, alerts
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

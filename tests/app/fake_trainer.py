@@ -7,6 +7,8 @@ current step and reports job_cancelled. FAKE_* variables choose the scenario:
 
 FAKE_STEPS (20), FAKE_STEP_S (0.02), FAKE_BATCH (5), FAKE_MODE: complete | crash (exit 1 with a
 traceback, no final alert) | ignore_term (SIGTERM does nothing) | silent (posts nothing).
+Every point and alert is also appended to events.jsonl in the config's output folder, in the
+trainer's event-log format, as the real trainer does.
 """
 
 from __future__ import annotations
@@ -75,10 +77,19 @@ def main() -> int:
     bearer = {"Authorization": f"Bearer {env.get('JOB_TOKEN', '')}"}
     key = {"X-API-Key": env.get("INTERNAL_API_KEY", "")}
     report = mode != "silent" and metrics_url and alerts_url
+    out = config["output"]["output_dir"].replace("{name}", config["name"])
+    os.makedirs(out, exist_ok=True)
+    event_log = open(os.path.join(out, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+
+    def record(kind: str, data: dict) -> None:
+        event_log.write(json.dumps({"seq": 0, "kind": kind, "data": data}) + "\n")
+        event_log.flush()
 
     def alert(kind: str, **fields: object) -> None:
+        body = {"type": kind, "job_id": job_id, "user_id": "local", **fields}
+        record("alert", body)
         if report:
-            post(alerts_url, {"type": kind, "job_id": job_id, "user_id": "local", **fields}, key)
+            post(alerts_url, body, key)
 
     alert("job_started", total_steps=steps, model_name=env.get("MODEL_NAME"))
     pending: list[dict] = []
@@ -86,6 +97,7 @@ def main() -> int:
     for step in range(1, steps + 1):
         time.sleep(step_s)
         pending.append({"step": step, "train_loss": 2.0 / step, "epoch": step / steps, "x": step})
+        record("metric", pending[-1])
         print(f"step {step}/{steps}", flush=True)
         if mode == "crash" and step == steps // 2:
             print("Traceback (most recent call last):\nRuntimeError: boom", file=sys.stderr)

@@ -181,6 +181,32 @@ def test_resume_restarts_the_same_job_from_its_latest_checkpoint(
     assert json.loads(job.config_json)["checkpoint"]["resume_from_checkpoint"] == "latest"
 
 
+def test_what_the_receiver_never_got_is_read_back_from_the_event_log(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(tmp_path, "shared")
+    # an earlier job wrote to the same output folder: its events are not this job's
+    out = tmp_path / "out" / "shared"
+    out.mkdir(parents=True)
+    earlier = [
+        {"kind": "alert", "data": {"type": "job_started", "job_id": "earlier"}},
+        {"kind": "metric", "data": {"step": 1, "train_loss": 99.0}},
+    ]
+    (out / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in earlier))
+
+    async def scenario() -> Job:
+        async with harness(store, tmp_path, monkeypatch, mode="silent", steps="30") as h:
+            job = await start(h, cfg)
+            await asyncio.wait_for(h.launcher.wait(job.id), 30)
+            return job
+
+    job = store.require_job(asyncio.run(scenario()).id)
+    assert job.status == "completed"  # the final alert came from the log
+    points = store.metrics(job.id)
+    assert [p["step"] for p in points] == list(range(1, 31))
+    assert points[0]["train_loss"] == 2.0  # not the earlier job's 99.0
+
+
 def test_a_running_job_cannot_be_started_twice(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -188,7 +214,7 @@ def test_a_running_job_cannot_be_started_twice(
         async with harness(store, tmp_path, monkeypatch, steps="300") as h:
             cfg = config(tmp_path)
             job = await start(h, cfg)
-            with pytest.raises(LaunchError, match="already running|not queued"):
+            with pytest.raises(LaunchError, match=r"already running|not queued"):
                 await h.launcher.start(store.require_job(job.id), cfg)
             await h.launcher.cancel(job.id, grace_s=20)
 
