@@ -197,7 +197,8 @@ class RunConfig(Section):
 
     def method_options(self) -> BaseModel:
         """The section of the chosen method."""
-        return getattr(self, METHOD_SECTION[self.method])
+        section: BaseModel = getattr(self, METHOD_SECTION[self.method])
+        return section
 
     def resolved_output_dir(self, base: Path | None = None) -> Path:
         out = Path(self.output.output_dir.replace("{name}", self.name.replace(" ", "_")))
