@@ -291,3 +291,14 @@ def test_device_cpu_is_honoured_on_a_gpu_machine(cuda_machine: Any, tmp_path: Pa
     plan = cuda_machine.plan_device(parse_config({"runtime": {"device": "cpu"}}))
     assert plan == CPU
     assert common_args(parse_config({}), plan, tmp_path, has_eval=False)["use_cpu"] is True
+
+
+def test_launch_on_gpus_uses_accelerate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.launch as launch
+
+    monkeypatch.setattr(launch, "_use_gpus", lambda device: True)
+    cmd = launch.launch_command(tmp_path / "c.json", "r", 4)
+    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert "--multi_gpu" in cmd and cmd[cmd.index("--num_processes") + 1] == "4"
+    fsdp = launch.launch_command(tmp_path / "c.json", "r", 4, accelerate_config="fsdp.yaml")
+    assert fsdp[fsdp.index("--config_file") + 1] == "fsdp.yaml" and "--multi_gpu" not in fsdp
