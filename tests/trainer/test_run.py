@@ -206,6 +206,16 @@ def test_rlhf_run_trains_a_reward_model_then_the_policy(tmp_path: Path) -> None:
     )
     result = run(cfg, "rlhf", base_dir=tmp_path)
     assert result.global_step == 2
-    metrics = json.loads((tmp_path / "out" / "reward_model" / "reward_metrics.json").read_text())
+    metrics_file = tmp_path / "out" / "reward_model" / "reward_metrics.json"
+    metrics = json.loads(metrics_file.read_text())
     assert metrics["pair_accuracy"] > 0.5  # better than chance on its own pairs
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+
+    # resumed, the policy goes on against the same reward model: it is not trained again
+    written = metrics_file.stat().st_mtime_ns
+    resumed = cfg.model_copy(deep=True)
+    resumed.training.max_steps = 4
+    resumed.checkpoint.resume_from_checkpoint = "latest"
+    again = run(resumed, "rlhf-2", base_dir=tmp_path)
+    assert (again.resumed_from_step, again.global_step) == (2, 4)
+    assert metrics_file.stat().st_mtime_ns == written

@@ -24,8 +24,12 @@ REWARD_DIR = "reward_model"
 
 def build_trainer(ctx: MethodContext) -> Any:
     cfg = ctx.cfg
+    saved = ctx.output_dir / REWARD_DIR
     if cfg.rlhf.reward_model:
         reward_model, reward_tokenizer = load_named_reward_model(ctx)
+    elif cfg.checkpoint.resume_from_checkpoint and (saved / "reward_metrics.json").is_file():
+        # a resumed run optimises against the reward model it started with, not a retrained one
+        reward_model, reward_tokenizer = load_named_reward_model(ctx, str(saved))
     else:
         reward_model, reward_tokenizer = train_reward_model(ctx)
     reward_model.eval()
@@ -49,12 +53,13 @@ def build_trainer(ctx: MethodContext) -> Any:
     )
 
 
-def load_named_reward_model(ctx: MethodContext) -> tuple[Any, Any]:
-    """The user's reward model; refused when its reward head would be freshly random."""
+def load_named_reward_model(ctx: MethodContext, name: str | None = None) -> tuple[Any, Any]:
+    """A trained reward model (the user's, by default); refused when its reward head would be
+    freshly random."""
     from transformers import AutoModelForSequenceClassification
 
     cfg = ctx.cfg
-    name = cfg.rlhf.reward_model or ""
+    name = name or cfg.rlhf.reward_model or ""
     path = resolve_model_path(name, ctx.base_dir)
     tokenizer = load_tokenizer(cfg, path)
     model, info = AutoModelForSequenceClassification.from_pretrained(
