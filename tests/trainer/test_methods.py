@@ -111,11 +111,9 @@ def test_every_method_trains_its_weights(
     assert trainer.state.global_step == 2
     changed = [n for n in before if not torch.equal(before[n], after[n])]
     if method in ("grpo", "rlhf"):
-        # with beta 0 and tied rewards a group's advantages can all be zero: what must hold is
-        # that the online loop ran (completions sampled and scored) for both steps
+        # the online loop ran: completions were sampled and scored
         assert any("reward" in k for h in trainer.state.log_history for k in h)
-    else:
-        assert changed, f"{method}/{kind}: no trainable weight moved"
+    assert changed, f"{method}/{kind}: no trainable weight moved"
 
 
 def test_sft_loss_falls_below_half_on_memorisable_rows(
