@@ -29,6 +29,7 @@ from trainer.events import METRIC_FIELDS
 # The named columns of a metric point; anything else a trainer sends goes to ``extras`` (JSON).
 METRIC_COLUMNS: tuple[str, ...] = (*METRIC_FIELDS, "timestamp")
 
+_COLUMN_INDEX = {name: i for i, name in enumerate(METRIC_COLUMNS)}
 _METRIC_COLUMN_SQL = ",\n    ".join(
     f"{c} TEXT" if c == "timestamp" else f"{c} REAL" for c in METRIC_COLUMNS
 )
@@ -347,39 +348,45 @@ class Store:
         job_id = _sql(job_id)
         rows = []
         last_step: int | None = None
-        last_loss: tuple[int, float] | None = None
+        last_loss: tuple[float, int] | None = None  # (loss, step)
         for point in points:
             step = int(point["step"])
-            values = [_sql(_finite(point.get(c))) for c in METRIC_COLUMNS]
-            extras = {
-                k: _finite(v)
-                for k, v in point.items()
-                if k != "step" and k not in METRIC_COLUMNS and v is not None
-            }
+            # one pass over the fields a point has (a few), not over every column
+            values: list[Any] = [None] * len(METRIC_COLUMNS)
+            extras: dict[str, Any] = {}
+            for key, value in point.items():
+                if value is None or key == "step":
+                    continue
+                column = _COLUMN_INDEX.get(key)
+                if column is None:
+                    extras[key] = _finite(value)
+                elif type(value) is float:  # the common case, kept cheap
+                    values[column] = value if math.isfinite(value) else None
+                else:
+                    values[column] = _sql(_finite(value))
             rows.append((job_id, step, *values, json.dumps(extras) if extras else None, now))
             last_step = step if last_step is None else max(last_step, step)
-            loss = values[METRIC_COLUMNS.index("train_loss")]
-            if loss is not None and (last_loss is None or step >= last_loss[0]):
-                last_loss = (step, float(loss))
+            loss = values[_COLUMN_INDEX["train_loss"]]
+            if loss is not None and (last_loss is None or step >= last_loss[1]):
+                last_loss = (float(loss), step)
         if not rows:
             return MetricsResult(0, 0, None)
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            # one statement moves the job on: a loss older than the newest step already seen
+            # does not replace the last loss; no row changed means no such job
+            loss_value, loss_step = last_loss if last_loss is not None else (None, -1)
+            cur = db.execute(
+                "UPDATE jobs SET "
+                "last_loss = CASE WHEN ?1 IS NOT NULL AND coalesce(current_step, -1) <= ?2 "
+                "THEN ?1 ELSE last_loss END, "
+                "current_step = max(coalesce(current_step, -1), ?3) WHERE id = ?4",
+                (loss_value, loss_step, last_step, job_id),
+            )
+            if cur.rowcount == 0:
                 raise JobNotFound(job_id)
             steps = sorted({r[1] for r in rows})
             known = _count_known_steps(db, job_id, steps)
             db.executemany(_UPSERT_METRIC, rows)
-            if last_loss is not None:
-                # a loss older than the newest step already seen does not replace the last loss
-                db.execute(
-                    "UPDATE jobs SET last_loss = ? WHERE id = ? AND coalesce(current_step, -1) "
-                    "<= ?",
-                    (last_loss[1], job_id, last_loss[0]),
-                )
-            db.execute(
-                "UPDATE jobs SET current_step = max(coalesce(current_step, -1), ?) WHERE id = ?",
-                (last_step, job_id),
-            )
         inserted = len(steps) - known
         return MetricsResult(inserted, len(rows) - inserted, last_step)
 
