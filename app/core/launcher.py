@@ -100,7 +100,7 @@ class Launcher(Protocol):
     async def start(self, job: Job, cfg: RunConfig) -> None:
         """Start the trainer for a queued job (its row already in the store)."""
 
-    async def cancel(self, job_id: str, grace_s: float = ...) -> None:
+    async def cancel(self, job_id: str, grace_s: float | None = None) -> None:
         """Ask the trainer to stop cleanly (it checkpoints); force it after ``grace_s``."""
 
     def status(self, job_id: str) -> LaunchStatus:

@@ -158,6 +158,7 @@ class LocalLauncher:
         on_exit: ExitCallback | None = None,
         hf_token: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        grace_s: float = DEFAULT_GRACE_S,
         poll_s: float = 0.2,
     ) -> None:
         self.store = store
@@ -170,6 +171,7 @@ class LocalLauncher:
         self.on_exit = on_exit
         self.hf_token = hf_token
         self.extra_env = dict(extra_env or {})
+        self.grace_s = grace_s  # what cancel() gives a trainer when the caller does not say
         self.poll_s = poll_s
         self._runs: dict[str, _Run] = {}
 
@@ -377,9 +379,11 @@ class LocalLauncher:
 
     # -- control -------------------------------------------------------------------------------
 
-    async def cancel(self, job_id: str, grace_s: float = DEFAULT_GRACE_S) -> None:
+    async def cancel(self, job_id: str, grace_s: float | None = None) -> None:
         """SIGTERM (the trainer saves a checkpoint and reports job_cancelled), then SIGKILL
-        after ``grace_s``. A job with no live process is just marked cancelled."""
+        after ``grace_s`` (default: the launcher's). A job with no live process is just marked
+        cancelled."""
+        grace_s = self.grace_s if grace_s is None else grace_s
         run = self._runs.get(job_id)
         if run is None or run.done.is_set():
             job = self.store.get_job(job_id)

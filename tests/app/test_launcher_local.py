@@ -150,7 +150,8 @@ def test_a_trainer_that_ignores_sigterm_is_killed_after_the_grace_period(
             job = await start(h, config(tmp_path))
             await wait_for_step(store, job.id, 1)
             began = time.monotonic()
-            await h.launcher.cancel(job.id, grace_s=0.5)
+            h.launcher.grace_s = 0.5  # the launcher's default, as Settings would set it
+            await h.launcher.cancel(job.id)
             return time.monotonic() - began
 
     took = asyncio.run(scenario())
