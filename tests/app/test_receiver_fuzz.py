@@ -74,6 +74,7 @@ def test_generated_requests_get_no_server_error(
         max_examples=60,
         deadline=None,
         database=None,
+        derandomize=True,  # the same examples on every run: CI stays reproducible
         suppress_health_check=list(HealthCheck),
     )
     @given(
@@ -94,5 +95,7 @@ def test_generated_requests_get_no_server_error(
 
     check()
     assert max(seen) < 500
-    # the generated requests reached past auth and validation, and some were stored
-    assert {401, 404, 422} & seen and 200 in seen
+    # the generated requests reached past auth: refused as unknown or invalid, or stored
+    assert {404, 422} & seen
+    if mode == GenerationMode.POSITIVE:
+        assert 200 in seen
