@@ -131,17 +131,19 @@ class Ingestor:
 
     def ingest_batch(self, batch: MetricsBatch | bytes | str | Mapping[str, Any]) -> IngestResult:
         """A whole ``{"job_id", "metrics"}`` body."""
-        if not isinstance(batch, MetricsBatch):
-            batch = parse_model(MetricsBatch, batch)
-        return self.ingest_metrics(batch.job_id, batch.metrics)
+        parsed: MetricsBatch = (
+            batch if isinstance(batch, MetricsBatch) else parse_model(MetricsBatch, batch)
+        )
+        return self.ingest_metrics(parsed.job_id, parsed.metrics)
 
     def ingest_metrics(
         self, job_id: str, points: Iterable[MetricPoint | Mapping[str, Any]]
     ) -> IngestResult:
         """Validate and store points of one job; one notification for the batch."""
         given = list(points)
-        if all(isinstance(p, MetricPoint) for p in given):
-            rows: list[dict[str, Any]] = _POINT_LIST.dump_python(given, exclude_none=True)
+        validated = [p for p in given if isinstance(p, MetricPoint)]
+        if len(validated) == len(given):
+            rows: list[dict[str, Any]] = _POINT_LIST.dump_python(validated, exclude_none=True)
         else:
             rows = [_point_dict(p, i) for i, p in enumerate(given)]
         if not rows:
@@ -152,14 +154,13 @@ class Ingestor:
 
     def ingest_alert(self, alert: Alert | bytes | str | Mapping[str, Any]) -> IngestResult:
         """Store an alert, move the job's status as it says, notify. A repeat is stored once."""
-        if not isinstance(alert, Alert):
-            alert = parse_model(Alert, alert)
-        data = alert.model_dump(exclude_none=True)
-        job_id = alert.job_id
+        parsed: Alert = alert if isinstance(alert, Alert) else parse_model(Alert, alert)
+        data = parsed.model_dump(exclude_none=True)
+        job_id = parsed.job_id
         if self.store.get_job(job_id) is None:
             raise JobNotFound(job_id)
         new = self.store.add_alert(data)
-        job = self._apply_alert(alert) if new else self.store.get_job(job_id)
+        job = self._apply_alert(parsed) if new else self.store.get_job(job_id)
         if new:
             self.notify(IngestEvent("alert", job_id, alert=data))
             if job is not None:
