@@ -109,12 +109,13 @@ class RunDisplay:
     def _metrics(self, points: Sequence[dict[str, Any]]) -> None:
         for point in points:
             step = int(point["step"])
-            if self.first_step_at is None:
-                self.first_step_at, self.first_step = time.monotonic(), step
             if step >= self.step:
                 self.step = step
                 if point.get("train_loss") is not None:
                     self.loss = float(point["train_loss"])
+        if self.first_step_at is None:
+            # the rate is measured from the end of the first batch: its points arrive at once
+            self.first_step_at, self.first_step = time.monotonic(), self.step
         self._show()
 
     def _alert(self, alert: dict[str, Any]) -> None:

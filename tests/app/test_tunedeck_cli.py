@@ -132,3 +132,31 @@ def test_a_trainer_failure_is_the_runs_exit_status(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "): failed" in done.stdout and "RuntimeError: boom" in done.stdout
+
+
+def test_plain_progress_lines_and_eta(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from app.cli import RunDisplay
+    from app.core.ingest import IngestEvent
+
+    job = store.create_job(name="eta", method="sft", model="m", total_steps=100)
+    out = io.StringIO()
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    display = RunDisplay(job, Console(file=out, force_terminal=False, width=200))
+    assert not display.fancy
+
+    def batch(first: int, last: int) -> IngestEvent:
+        points = tuple({"step": s, "train_loss": 10.0 / s} for s in range(first, last + 1))
+        return IngestEvent("metrics", job.id, points=points)
+
+    with display:
+        display.event(batch(1, 20))  # a first batch arrives at once: no rate yet
+        now[0] += 10
+        display.event(batch(21, 40))  # 20 steps in 10 s: 60 left take 30 s
+        now[0] += 1
+        display.event(batch(41, 42))  # within 5 s of the last line: not shown
+        display.event(IngestEvent("metrics", "another-job", points=({"step": 99},)))
+    lines = out.getvalue().splitlines()
+    assert lines == ["step 20/100  loss 0.5000  eta -", "step 40/100  loss 0.2500  eta 0:00:30"]
