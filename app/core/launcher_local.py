@@ -54,6 +54,8 @@ CONFIG_NAME = "config.json"
 LEAKY_VARIABLES = ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "PYTHONHOME", "PYTHONPATH")
 DEFAULT_GRACE_S = 60.0
 ERROR_TAIL_LINES = 15
+# a queued job without a pid younger than this may be starting in another Tunedeck process
+STARTING_S = 60.0
 _READ_CHUNK = 1 << 20
 
 
@@ -433,6 +435,8 @@ class LocalLauncher:
         if job.id in self._runs and not self._runs[job.id].done.is_set():
             return True
         if job.pid is None:
+            if time.time() - job.created_at < STARTING_S:
+                return False  # another process (`tunedeck run`) is starting it right now
             failed = self.store.set_status(
                 job.id, "failed", "the trainer never started (Tunedeck closed before it did)"
             )

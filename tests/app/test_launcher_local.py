@@ -18,7 +18,7 @@ from conftest import API_KEY, FAKE_TRAINER
 from app.core import paths
 from app.core.ingest import Ingestor
 from app.core.jobs import Job
-from app.core.launcher import LaunchError, ReceiverAddress, create_job_for
+from app.core.launcher import LaunchError, ReceiverAddress, contract_env, create_job_for
 from app.core.launcher_local import LocalLauncher, clean_environment, process_start_time
 from app.core.receiver import ReceiverServer
 from app.core.store import Store
@@ -265,12 +265,18 @@ def test_reattach_to_a_gone_or_reused_pid_marks_the_job_failed(store: Store) -> 
         reused = store.create_job(name="reused", method="sft", model="m")
         store.update_job(reused.id, pid=other.pid, pid_started_at=started - 1000)
         never = store.create_job(name="never", method="sft", model="m")
+        store._db.execute(
+            "UPDATE jobs SET created_at = created_at - 3600 WHERE id = ?", (never.id,)
+        )
+        starting = store.create_job(name="starting", method="sft", model="m")  # by another app
         launcher = LocalLauncher(store)
 
         async def scenario() -> list[bool]:
             return [await launcher.reattach(store.require_job(j.id)) for j in (dead, reused, never)]
 
         assert asyncio.run(scenario()) == [False, False, False]
+        assert not asyncio.run(launcher.reattach(starting))
+        assert store.require_job(starting.id).status == "queued"  # left to whoever starts it
         assert other.poll() is None  # someone else's process is left alone
     finally:
         other.kill()
@@ -279,6 +285,23 @@ def test_reattach_to_a_gone_or_reused_pid_marks_the_job_failed(store: Store) -> 
         job = store.require_job(job_id)
         assert job.status == "failed" and "not watching" in (job.error or "")
     assert "never started" in (store.require_job(never.id).error or "")
+
+
+def test_contract_environment_has_optional_variables_only_when_given(store: Store) -> None:
+    job = store.create_job(name="a", method="sft", model="org/m", user_id="me")
+    receiver = ReceiverAddress("http://127.0.0.1:8765", "key")
+    env = contract_env(job, token="tok", receiver=receiver)
+    assert env == {
+        "JOB_ID": job.id,
+        "JOB_TOKEN": "tok",
+        "USER_ID": "me",
+        "MODEL_NAME": "org/m",
+        "METRICS_API_URL": "http://127.0.0.1:8765/api/training/local/metrics",
+        "ALERT_API_URL": "http://127.0.0.1:8765/api/alerts/trigger",
+        "INTERNAL_API_KEY": "key",
+    }
+    assert contract_env(job, token="t", receiver=None, hf_token="hf_x")["HF_TOKEN"] == "hf_x"
+    assert "METRICS_API_URL" not in contract_env(job, token="t", receiver=None)
 
 
 def test_clean_environment_restores_a_frozen_apps_saved_library_path() -> None:
