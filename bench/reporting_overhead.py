@@ -8,10 +8,12 @@ timed in one process in four ways, interleaved, several repeats, median:
 - down: reporting to a port where nothing listens (every send fails and is retried);
 - slow: reporting to a receiver that answers each request after 2 seconds.
 
-Two ratios per mode: ``train`` is the time inside ``trainer.train()`` (what reporting must not
-slow down: target <= 1.03); ``end-to-end`` also holds model loading and the session's exit, which
-waits a bounded time (trainer.reporting.session.FLUSH_SECONDS) to deliver the last events, so on
-a slow receiver it grows by a couple of seconds whatever the run's length.
+Three ratios per mode: ``train`` is the wall time inside ``trainer.train()`` (what reporting
+must not slow down: target <= 1.03); ``train CPU`` is the CPU time this process (training plus
+the sender threads) spent in it, which other programs on a busy machine disturb far less than
+wall time; ``end-to-end`` also holds model loading and the session's exit, which waits a bounded
+time (trainer.reporting.session.FLUSH_SECONDS) to deliver the last events, so on a slow receiver
+it grows by a couple of seconds whatever the run's length.
 
 Run: ``.venv/bin/python bench/reporting_overhead.py [--steps 80 --repeats 5]``.
 """
@@ -19,6 +21,8 @@ Run: ``.venv/bin/python bench/reporting_overhead.py [--steps 80 --repeats 5]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import statistics
@@ -104,8 +108,10 @@ def main() -> int:
     envs = {"off": None, "up": env(up_url), "slow": env(slow_url), "down": env(down_url)}
 
     train_s: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu_s: dict[str, list[float]] = {m: [] for m in MODES}
     total_s: dict[str, list[float]] = {m: [] for m in MODES}
-    session_run(cfg, model_dir, work / "warm-up", reporting=False)  # first-run costs
+    with contextlib.redirect_stdout(io.StringIO()):
+        session_run(cfg, model_dir, work / "warm-up", reporting=False)  # first-run costs
     for rep in range(ns.repeats):
         order = MODES[rep % len(MODES) :] + MODES[: rep % len(MODES)]  # rotate the order
         for mode in order:
@@ -113,32 +119,39 @@ def main() -> int:
                 os.environ.pop(key, None)
             os.environ.update(envs[mode] or {})
             began = time.perf_counter()
-            run = session_run(
-                cfg, model_dir, work / f"{mode}-{rep}", reporting=envs[mode] is not None
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # the trainer prints its logs
+                run = session_run(
+                    cfg, model_dir, work / f"{mode}-{rep}", reporting=envs[mode] is not None
+                )
             total_s[mode].append(time.perf_counter() - began)
             if run.error is not None:
                 raise run.error
             train_s[mode].append(run.seconds)
+            cpu_s[mode].append(run.cpu_seconds)
         print(f"repeat {rep + 1}/{ns.repeats} done", file=sys.stderr)
     for proc in (up, slow):
         proc.communicate("")  # closing stdin stops it
 
-    base_train = statistics.median(train_s["off"])
-    base_total = statistics.median(total_s["off"])
+    def median_ratio(samples: dict[str, list[float]], mode: str) -> tuple[float, float]:
+        value = statistics.median(samples[mode])
+        return value, value / statistics.median(samples["off"])
+
     print(
-        f"tiny-model SFT, {ns.steps} steps, a metric point every step, {ns.repeats} repeats, median"
+        f"tiny-model SFT, {ns.steps} steps, a metric point every step, {ns.repeats} repeats, "
+        f"median; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"{'mode':<6} {'train s':>8} {'ratio':>7}   {'end-to-end s':>12} {'ratio':>7}")
+    print(
+        f"{'mode':<6} {'train s':>8} {'ratio':>6}   {'train CPU s':>11} {'ratio':>6}   "
+        f"{'end-to-end s':>12} {'ratio':>6}"
+    )
     worst = 0.0
     for mode in MODES:
-        t, e = statistics.median(train_s[mode]), statistics.median(total_s[mode])
-        ratio = t / base_train
+        (t, tr), (c, cr), (e, er) = (median_ratio(x, mode) for x in (train_s, cpu_s, total_s))
         if mode != "off":
-            worst = max(worst, ratio)
-        print(f"{mode:<6} {t:>8.3f} {ratio:>7.3f}   {e:>12.3f} {e / base_total:>7.3f}")
+            worst = max(worst, tr)
+        print(f"{mode:<6} {t:>8.3f} {tr:>6.3f}   {c:>11.3f} {cr:>6.3f}   {e:>12.3f} {er:>6.3f}")
     verdict = "meets" if worst <= 1.03 else "MISSES"
-    print(f"worst train ratio {worst:.3f}: {verdict} the 1.03 target")
+    print(f"worst train wall-time ratio {worst:.3f}: {verdict} the 1.03 target")
     return 0
 
 

@@ -74,6 +74,7 @@ class RunOutcome:
     trainer: Any
     error: BaseException | None
     seconds: float  # wall time of trainer.train()
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads) during train()
 
 
 def tiny_trainer(
@@ -122,12 +123,14 @@ def session_run(
 
     if not reporting:  # the same run with no reporting at all (the baseline)
         trainer = tiny_trainer(cfg, model_dir, out, list(extra_callbacks or []), {})
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         trainer.train(resume_from_checkpoint=resume)
-        return RunOutcome(None, trainer, None, time.perf_counter() - began)
+        return RunOutcome(
+            None, trainer, None, time.perf_counter() - began, time.process_time() - cpu
+        )
 
     trainer = None
-    seconds = 0.0
+    seconds = cpu_seconds = 0.0
     error: BaseException | None = None
     try:
         with reporting_session(cfg, execution_id="exec-1", output_dir=out) as session:
@@ -136,9 +139,10 @@ def session_run(
             session.attach(trainer)
             if patch is not None:
                 patch(trainer)
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             trainer.train(resume_from_checkpoint=resume)
             seconds = time.perf_counter() - began
+            cpu_seconds = time.process_time() - cpu
     except BaseException as exc:  # the test asserts on it
         error = exc
-    return RunOutcome(session, trainer, error, seconds)
+    return RunOutcome(session, trainer, error, seconds, cpu_seconds)

@@ -117,7 +117,7 @@ def test_receiver_down_then_up_gets_every_point_exactly_once(
     for step in range(1, 101):
         rep.metric({"step": step, "train_loss": 1.0 / step})
     rep.alert("job_started", total_steps=200)
-    time.sleep(0.3)  # several failed attempts while nobody listens
+    time.sleep(0.8)  # failed attempts while nobody listens
     assert rep.metrics_lane is not None and rep.metrics_lane.stats.failures > 0
     receiver.start()
     for step in range(101, 201):

@@ -33,6 +33,7 @@ from trainer.reporting.sender import Backoff, Item, Lane
 log = logging.getLogger("trainer.reporting")
 
 REQUEST_TIMEOUT_S = 10.0
+METRICS_LINGER_S = 0.25  # a metrics batch waits this long to fill before it is sent
 
 
 def global_rank(environ: Mapping[str, str] = os.environ) -> int:
@@ -190,6 +191,7 @@ class Reporter:
             max_queue=max_queue,
             backoff=backoff,
             recover=recover("metric"),
+            linger=METRICS_LINGER_S,
             auth_hint="Check JOB_TOKEN (the job's token from the app)."
             if token
             else "JOB_TOKEN is not set in the trainer's environment.",

@@ -3,8 +3,11 @@
 One ``Lane`` per endpoint (metric points, alerts), each with its own thread:
 
 - ``submit`` only appends to a bounded in-memory queue and returns; it never blocks on I/O.
-- The thread takes up to ``max_batch`` items, posts them, and on a network error, a timeout, a
-  429 or a 5xx keeps that batch *in flight* and retries it with exponential backoff and jitter
+- Batches form by themselves: while a request is under way the queue fills; an idle lane looks
+  at its queue every ``linger`` seconds (metrics: a quarter second) instead of being woken for
+  every point, so a fast run sends a few requests a second, not one per point.
+- The thread takes up to ``max_batch`` queued items, posts them, and on a network error, a
+  timeout, a 429 or a 5xx keeps that batch *in flight* and retries it with backoff and jitter
   (never dropping it), so whatever the receiver did not acknowledge is sent again when it comes
   back, in order, before anything newer.
 - 401/403 (wrong token or key) and 404 (unknown job) are logged once, clearly, and the lane stops
@@ -78,6 +81,7 @@ class Lane:
         backoff: Backoff | None = None,
         recover: Callable[[set[int]], list[Item]] | None = None,
         auth_hint: str = "",
+        linger: float = 0.0,
     ) -> None:
         self.name = name
         self.stats = LaneStats()
@@ -92,6 +96,7 @@ class Lane:
         self._recover = recover
         self._auth_hint = auth_hint
         self._cond = threading.Condition()
+        self._linger = linger
         self._closing = False
         self._deadline: float | None = None
         self._consecutive_failures = 0
@@ -102,16 +107,28 @@ class Lane:
     # -- called from the training thread ------------------------------------------------------
 
     def submit(self, seq: int, payload: dict[str, Any]) -> None:
-        """Queue one item. Never blocks on the network."""
-        with self._cond:
-            if self.stats.disabled or self._closing:
-                return
-            if len(self._queue) >= self._max_queue:
-                old_seq, _ = self._queue.popleft()
+        """Queue one item. Never blocks on the network, and normally takes no lock at all.
+
+        deque appends and pops are atomic, so the training thread neither waits for the lane
+        thread nor wakes it for every point (waking a thread per point cost the training thread
+        more than the point itself): a lingering lane looks at its queue on its own timer and
+        is only woken when a batch is full. A lane without linger (alerts: rare, urgent) is
+        woken for each item."""
+        if self.stats.disabled or self._closing:
+            return
+        queue = self._queue
+        if len(queue) >= self._max_queue:
+            try:
+                old_seq, _ = queue.popleft()
+            except IndexError:  # the lane thread emptied it meanwhile
+                pass
+            else:
                 self._dropped.add(old_seq)
                 self.stats.dropped_full += 1
-            self._queue.append((seq, payload))
-            self._cond.notify()
+        queue.append((seq, payload))
+        if not self._linger or len(queue) == self._max_batch:
+            with self._cond:
+                self._cond.notify()
 
     def pending(self) -> int:
         """Items not yet acknowledged (read without the lock: for polling in a signal handler)."""
@@ -183,9 +200,10 @@ class Lane:
                 if self._inflight:
                     return True
                 if self._queue:
-                    n = min(self._max_batch, len(self._queue))
-                    self._inflight = [self._queue.popleft() for _ in range(n)]
-                    return True
+                    self._inflight = self._take(self._max_batch)
+                    if self._inflight:
+                        return True
+                    continue
                 if self._dropped and self._recover is not None:
                     wanted = set(sorted(self._dropped)[: self._max_batch])
                     self._cond.release()
@@ -202,7 +220,16 @@ class Lane:
                 if self._closing:
                     return False
                 self._cond.notify_all()  # wake flush() waiters: nothing pending
-                self._cond.wait(0.5)
+                self._cond.wait(self._linger or 0.5)
+
+    def _take(self, n: int) -> list[Item]:
+        batch: list[Item] = []
+        try:
+            while len(batch) < n:
+                batch.append(self._queue.popleft())
+        except IndexError:  # empty (submit may pop the oldest item when the queue is full)
+            pass
+        return batch
 
     def _attempt(self) -> Response | Exception | None:
         """Post the in-flight batch. None when it is settled, else what to back off on."""
