@@ -241,6 +241,11 @@ class LocalLauncher:
     def _spawn(
         self, command: list[str], env: dict[str, str], log_file: IO[bytes]
     ) -> subprocess.Popen[bytes]:
+        # its own session (process group on Windows): it survives the app, and a terminal's
+        # Ctrl-C reaches only us; we pass it on as a clean cancel
+        creationflags = 0
+        if sys.platform == "win32":
+            creationflags = subprocess.CREATE_NEW_PROCESS_GROUP
         try:
             return subprocess.Popen(
                 command,
@@ -249,7 +254,8 @@ class LocalLauncher:
                 stderr=subprocess.STDOUT,
                 cwd=self.base_dir,
                 env=env,
-                start_new_session=True,  # survives the app; the terminal's Ctrl-C is ours
+                start_new_session=sys.platform != "win32",
+                creationflags=creationflags,
             )
         except OSError as err:
             raise LaunchError(
