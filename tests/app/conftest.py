@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ class TokenJob:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "store.sqlite3")
     yield s
     s.close()
@@ -46,14 +46,3 @@ def make_job(store: Store, name: str = "run") -> TokenJob:
 @pytest.fixture
 def job(store: Store) -> TokenJob:
     return make_job(store)
-
-
-@pytest.fixture
-def fake_trainer_args() -> tuple[str, ...]:
-    """``trainer_args`` for LocalLauncher that run the fake trainer instead of the real one."""
-    return (str(FAKE_TRAINER),)
-
-
-@pytest.fixture
-def python() -> str:
-    return sys.executable
