@@ -82,13 +82,13 @@ class ReportingCallback(TrainerCallback):
         if self.nonfinite_loss_step is not None:
             return
         try:
+            # one sync, like the trainer's own NaN check that follows; .item() is the cheapest
+            value = float(loss.item() if hasattr(loss, "item") and loss.numel() == 1 else loss)
+            finite = math.isfinite(value)
+        except (TypeError, ValueError, RuntimeError, AttributeError):
             import torch
 
-            finite = bool(torch.isfinite(loss).all()) if isinstance(loss, torch.Tensor) else None
-        except Exception:
-            finite = None
-        if finite is None:
-            finite = math.isfinite(float(loss))
+            finite = bool(torch.isfinite(loss).all())
         if not finite:
             self.nonfinite_loss_step = step + 1  # the optimiser step being taken
 

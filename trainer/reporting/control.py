@@ -2,8 +2,9 @@
 
 - First SIGINT/SIGTERM: only a flag is set. The reporting callback sees it at the end of the
   current optimiser step and stops training there with a checkpoint.
-- Second SIGINT/SIGTERM: the run exits at once (``os._exit(128 + signal)``) after a bounded,
-  best-effort flush of what the sender still holds. No checkpoint.
+- Second SIGINT/SIGTERM, at least ``REPEAT_GRACE_S`` after the first (copies of one request
+  arriving together count once): the run exits at once (``os._exit(128 + signal)``) after a
+  bounded, best-effort flush of what the sender still holds. No checkpoint.
 - ``runtime.max_runtime_minutes``: a timer sends ``timeout_warning``
   ``runtime.timeout_warning_minutes`` before the limit (on time, even in the middle of a long step
   or evaluation); at the limit the callback stops at the end of the step, like a signal.
@@ -24,6 +25,10 @@ from types import FrameType
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Copies of one stop request arrive within milliseconds: the launcher signals the trainer's
+# whole process group, and the trainer's own launcher and torchrun forward the signal to their
+# workers too. Only a signal that comes this long after the first is a second request.
+REPEAT_GRACE_S = 1.0
 
 
 class RunControl:
@@ -43,6 +48,7 @@ class RunControl:
         self._on_warning = on_warning
         self._on_emergency_exit = on_emergency_exit
         self._signal_count = 0
+        self._first_signal_at = 0.0
         self._previous: dict[int, Any] = {}
         self._timer: threading.Timer | None = None
         self._warning_lock = threading.Lock()
@@ -93,9 +99,13 @@ class RunControl:
     # -- the handler -------------------------------------------------------------------------
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self._signal_count += 1
+        now = time.monotonic()
         name = signal.Signals(signum).name
+        if self._signal_count and now - self._first_signal_at < REPEAT_GRACE_S:
+            return  # another copy of the same request
+        self._signal_count += 1
         if self._signal_count == 1:
+            self._first_signal_at = now
             self.signal_received = signum
             # os.write, not logging: a signal handler must not take locks the main thread holds
             _say(

@@ -12,14 +12,17 @@ from typing import Any
 
 GIB = float(2**30)
 _nvml_broken = False
+_cuda: bool | None = None  # torch.cuda.is_available(), asked once
 
 
 def local_gpu_stats() -> dict[str, float]:
     """``allocated``/``reserved`` bytes, ``util_sum`` and ``util_count`` over GPUs in use."""
-    global _nvml_broken
+    global _nvml_broken, _cuda
     import torch
 
-    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+    if _cuda is None:
+        _cuda = torch.cuda.is_available()
+    if not _cuda or not torch.cuda.is_initialized():
         return {}
     devices = [i for i in range(torch.cuda.device_count()) if torch.cuda.memory_reserved(i) > 0]
     if not devices:
