@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, FAKE_TRAINER
+from fake_jobs import API_KEY, FAKE_TRAINER
 
 from app.core.ingest import IngestEvent, Ingestor
 from app.core.launcher import ReceiverAddress, create_job_for

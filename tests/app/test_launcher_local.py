@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, FAKE_TRAINER
+from fake_jobs import API_KEY, FAKE_TRAINER
 
 from app.core import paths
 from app.core.ingest import Ingestor

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import API_KEY, TokenJob, make_job
+from fake_jobs import API_KEY, TokenJob, make_job
 
 from app.core.ingest import Ingestor
 from app.core.receiver import MAX_BODY_BYTES, RECENT_JOB_S, ReceiverServer

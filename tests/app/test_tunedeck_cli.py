@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_TRAINER
+from fake_jobs import FAKE_TRAINER
 
 from app.core.store import Store
 
