@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -283,7 +282,7 @@ class ReceiverServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        self.port = _bound_port(site)
+        self.port = _bound_port(runner)
         log.info("receiver listening on %s", self.url)
         return self.port
 
@@ -293,9 +292,8 @@ class ReceiverServer:
             await runner.cleanup()
 
 
-def _bound_port(site: web.TCPSite) -> int:
-    server = site._server  # aiohttp keeps the asyncio server here; its sockets know the port
-    sockets: list[socket.socket] = list(getattr(server, "sockets", None) or [])
-    if not sockets:
+def _bound_port(runner: web.AppRunner) -> int:
+    addresses = runner.addresses  # (host, port, ...) of every listening socket
+    if not addresses:
         raise RuntimeError("the receiver started but has no listening socket")
-    return int(sockets[0].getsockname()[1])
+    return int(addresses[0][1])
