@@ -62,7 +62,6 @@ def live(store: Store) -> Iterator[tuple[str, str, str]]:
     loop.close()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_generated_requests_get_no_server_error(
     live: tuple[str, str, str], store: Store, mode: GenerationMode
