@@ -217,3 +217,34 @@ def test_max_runtime_warns_then_stops_with_a_checkpoint(
     assert alerts[2]["status"] == "timeout"
     assert alerts[2]["current_step"] == int(checkpoint.name.split("-")[1])
     assert app_receiver.store.require_job(job_id).status == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_two_process_run_cancelled_by_its_process_group_stops_cleanly(
+    tmp_path: Path, app_receiver: AppReceiver
+) -> None:
+    """What the app's launcher does: SIGTERM to the trainer's whole process group (the trainer,
+    torchrun and both workers, which may also get copies forwarded by torchrun). Both workers
+    must stop at the same step, save, and the job end cancelled with exit status 0."""
+    out = tmp_path / "out"
+    config = write_config(tmp_path, training={"max_steps": 400}, runtime={"num_processes": 2})
+    job_id, env = app_receiver.new_job(json.loads(config.read_text()))
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    full_env.pop("WORLD_SIZE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "--config", str(config), "--execution-id", "mp"],
+        cwd=tmp_path,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(lambda: len(logged_steps(out)) >= 3, proc, 120)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert finish(proc) == 0
+    [checkpoint] = list(out.glob("checkpoint-*"))
+    assert (checkpoint / "trainer_state.json").is_file()
+    types = [a["type"] for a in app_receiver.store.alerts(job_id)]
+    assert types == ["job_started", "job_cancelled"]
+    assert app_receiver.store.require_job(job_id).status == "cancelled"
