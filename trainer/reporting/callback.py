@@ -139,7 +139,8 @@ class ReportingCallback(TrainerCallback):
     ) -> Any:
         logs = logs or {}
         if _SUMMARY_KEY in logs:
-            self.average_train_loss = _number(logs.get("train_loss"))  # type: ignore[assignment]
+            average = _number(logs.get("train_loss"))
+            self.average_train_loss = None if average is None else float(average)
             return
         if not state.is_world_process_zero and not _is_distributed():
             return

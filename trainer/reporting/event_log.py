@@ -104,11 +104,11 @@ def last_seq(path: Path) -> int:
         if size > _TAIL_BYTES:
             f.seek(size - _TAIL_BYTES)
             tail = f.read().split(b"\n")[1:]  # the first piece may start mid-line
-            found = [e["seq"] for raw in tail if (e := _parse(raw))]
+            found = [int(e["seq"]) for raw in tail if (e := _parse(raw))]
             if found:
                 return max(found)
             f.seek(0)
-        return max((e["seq"] for raw in f if (e := _parse(raw))), default=0)
+        return max((int(e["seq"]) for raw in f if (e := _parse(raw))), default=0)
 
 
 def iter_events(path: Path, after: int = 0) -> Iterator[dict[str, Any]]:

@@ -22,7 +22,7 @@ def local_gpu_stats() -> dict[str, float]:
 
     if _cuda is None:
         _cuda = torch.cuda.is_available()
-    if not _cuda or not torch.cuda.is_initialized():
+    if not _cuda or not torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         return {}
     devices = [i for i in range(torch.cuda.device_count()) if torch.cuda.memory_reserved(i) > 0]
     if not devices:
