@@ -396,10 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             await tunedeck.start()
         except Exception as err:
             log.exception("start-up failed")
-            QMessageBox.critical(
-                tunedeck.window,
-                "Tunedeck could not start",
-                f"{err}\n\n{getattr(err, 'hint', '')}".strip(),
+            text = f"{err}\n\n{getattr(err, 'hint', '')}".strip()
+            # a modal box spins a nested Qt loop: never inside a running coroutine
+            QTimer.singleShot(
+                0,
+                lambda: QMessageBox.critical(tunedeck.window, "Tunedeck could not start", text),
             )
             return
         if args.demo or (tunedeck.first_start() and not args.no_demo):

@@ -20,8 +20,16 @@ import numpy as np
 from trainer.events import METRIC_FIELDS
 
 NOT_METRICS = frozenset({"step", "timestamp", "job_id", "seq", "id", "received_at"})
-# Kept (it goes into CSV exports) but not drawn: the x axis already says where the run is.
-NOT_DRAWN = frozenset({"epoch"})
+
+
+def drawn(metric: str) -> bool:
+    """Whether a metric gets a curve. Bookkeeping a trainer reports alongside (epoch, token and
+    FLOP counters, eval timings) is kept for CSV export but not drawn: a counter that only grows
+    would flatten every other curve in its panel."""
+    if metric == "epoch" or metric.endswith(("num_tokens", "_runtime", "total_flos")):
+        return False
+    # the eval loop's own speed; the training speed has its own panels
+    return not (metric.startswith("eval_") and metric.endswith("_per_second"))
 
 
 @dataclass(frozen=True)
@@ -48,12 +56,26 @@ PANELS: tuple[Panel, ...] = (
     Panel("perplexity", "Perplexity", ("perplexity",)),
     Panel("method", "Method figures", ()),
 )
+_BY_KEY = {p.key: p for p in PANELS}
 _PANEL_OF: dict[str, str] = {m: p.key for p in PANELS for m in p.metrics}
 
 
 def panel_of(metric: str) -> str:
-    """The panel a metric is drawn in; unknown metrics are the method's own figures."""
-    return _PANEL_OF.get(metric, "method")
+    """The panel a metric is drawn in. Unknown metrics are the method's own figures, grouped by
+    the prefix TRL gives them (``rewards/chosen`` and ``rewards/margins`` share a panel)."""
+    known = _PANEL_OF.get(metric) or _PANEL_OF.get(metric.removeprefix("eval_"))
+    if known is not None:
+        return known  # eval_perplexity beside perplexity
+    prefix, sep, _ = metric.removeprefix("eval_").partition("/")
+    return f"method:{prefix}" if sep else "method"
+
+
+def panel(key: str) -> Panel:
+    """The panel for a key from ``panel_of``."""
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    group = key.partition(":")[2]
+    return Panel(key, f"Method figures: {group}", ())
 
 
 def parse_timestamp(value: Any) -> float | None:
@@ -340,8 +362,9 @@ class ChartData:
 
     def panels(self, job_ids: Iterable[str]) -> list[Panel]:
         """The panels that have something to draw."""
-        keys = {panel_of(m) for m in self.metrics(job_ids) if m not in NOT_DRAWN}
-        return [p for p in PANELS if p.key in keys]
+        keys = {panel_of(m) for m in self.metrics(job_ids) if drawn(m)}
+        fixed = [p for p in PANELS if p.key in keys]
+        return fixed + [panel(k) for k in sorted(keys - {p.key for p in fixed})]
 
     def write_csv(self, job_ids: Iterable[str], out: IO[str], labels: Mapping[str, str]) -> int:
         """One row per job and step, one column per metric; returns the rows written."""

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.chart_data import PANELS, ChartData, Panel, panel_of
+from app.ui.chart_data import ChartData, Panel, drawn, panel, panel_of
 
 FRAME_MS = 16
 # Tableau 10: distinct on white and for the common kinds of colour blindness.
@@ -48,7 +48,7 @@ PALETTE = (
     "#bab0ac",
 )
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine)
-X_MODES = {"step": "Step", "time": "Wall time (s)"}
+X_MODES = {"step": "Step", "time": "Time (s)"}
 
 pg.setConfigOptions(background="w", foreground="#333333", antialias=False)
 
@@ -72,7 +72,9 @@ def make_plot(panel: Panel, parent: QWidget | None = None) -> pg.PlotWidget:
     item.setLabel("bottom", "step")
     if panel.unit:
         item.setLabel("left", panel.unit)
-    item.addLegend(offset=(-10, 10), labelTextSize="8pt")
+    # no fill: a filled legend box (pyqtgraph's default takes the background colour) hides the
+    # part of a curve that runs beneath it
+    item.addLegend(offset=(-10, 10), labelTextSize="8pt", brush=pg.mkBrush(0, 0, 0, 0))
     item.setMenuEnabled(False)
     apply_fast_drawing(item)
     plot.setMinimumHeight(180)
@@ -117,7 +119,7 @@ class ChartsView(QWidget):
         self.smoothing = QSlider(Qt.Orientation.Horizontal, self)
         self.smoothing.setObjectName("smoothing")
         self.smoothing.setRange(0, 99)
-        self.smoothing.setMaximumWidth(160)
+        self.smoothing.setMaximumWidth(110)
         self.smoothing.setToolTip(
             "Exponential moving average, as in TensorBoard; the raw line stays behind, faint"
         )
@@ -212,7 +214,7 @@ class ChartsView(QWidget):
         ids = [j for j, _ in self.jobs]
         panels = self.data.panels(ids)
         self._layout([p.key for p in panels])
-        metrics = [m for m in self.data.metrics(ids) if panel_of(m) in self.plots]
+        metrics = [m for m in self.data.metrics(ids) if drawn(m) and panel_of(m) in self.plots]
         single = len(ids) == 1
         for index, (job_id, label) in enumerate(self.jobs):
             job = self.data.jobs.get(job_id)
@@ -227,6 +229,7 @@ class ChartsView(QWidget):
                 smoothing = self.weight > 0
                 if smoothing and curve.smooth is None:
                     curve.smooth = pg.PlotDataItem()
+                    curve.smooth.setZValue(1)  # over the faint raw line, whatever came first
                     self.plots[panel_of(metric)].getPlotItem().addItem(curve.smooth)
                 elif not smoothing and curve.smooth is not None:
                     self.plots[panel_of(metric)].getPlotItem().removeItem(curve.smooth)
@@ -255,8 +258,7 @@ class ChartsView(QWidget):
             return
         for key in keys:
             if key not in self.plots:
-                panel = next(p for p in PANELS if p.key == key)
-                plot = make_plot(panel, self.grid_host)
+                plot = make_plot(panel(key), self.grid_host)
                 plot.getPlotItem().setLogMode(x=False, y=self.log_scale.isChecked())
                 plot.getPlotItem().setLabel("bottom", self._x_label())
                 self._add_crosshair(plot)

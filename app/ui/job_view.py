@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -83,6 +83,11 @@ class JobView(QWidget):
             self.tabs.addTab(widget, name)
         layout.addWidget(self.tabs, 1)
         self.tabs.currentChanged.connect(self._tab_changed)
+        # a running job's duration in the header moves on with the clock
+        self._ticker = QTimer(self)
+        self._ticker.setInterval(1000)
+        self._ticker.timeout.connect(self._tick)
+        self._ticker.start()
 
     def add_action_button(self, action: QAction) -> QToolButton:
         button = QToolButton(self)
@@ -160,6 +165,11 @@ class JobView(QWidget):
         if job.final_loss is not None:
             parts.append(f"final loss {job.final_loss:.4f}")
         self.subtitle.setText(" · ".join(parts) + f"   ({job.id})")
+
+    def _tick(self) -> None:
+        job = self.job
+        if job is not None and job.started_at is not None and job.finished_at is None:
+            self.update_header(job)
 
     def overlay_ids(self) -> list[str]:
         return [job_id for job_id, _ in self._overlay]

@@ -33,7 +33,7 @@ STATUS_COLOURS = {
     "failed": "#c0392b",
     "cancelled": "#7f8c8d",
 }
-WHERE_TITLES = {"local": "This computer", "runpod": "RunPod"}
+WHERE_TITLES = {"local": "Local", "runpod": "RunPod"}
 JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 

@@ -175,7 +175,7 @@ class MainWindow(QMainWindow):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        for column, width in enumerate((130, 56, 150, 96, 80, 70, 64, 70)):
+        for column, width in enumerate((112, 50, 100, 46, 74, 64, 58, 60)):
             self.table.setColumnWidth(column, width)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
@@ -193,7 +193,7 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.job_view)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([560, 720])
+        splitter.setSizes([640, 640])
         self.setCentralWidget(splitter)
 
         self.search.textChanged.connect(self.filter.set_text)

@@ -61,10 +61,29 @@ def test_nulls_non_finite_and_non_numbers_are_not_drawn() -> None:
 def test_metrics_go_to_their_panels_and_extras_to_the_methods_own() -> None:
     assert panel_of("eval_loss") == "loss"
     assert panel_of("gpu_memory_reserved_gb") == "gpu_memory"
-    assert panel_of("rewards/margins") == "method"
+    assert panel_of("rewards/margins") == panel_of("eval_rewards/chosen") == "method:rewards"
+    assert panel_of("mean_token_accuracy") == "method"
+    assert panel_of("eval_perplexity") == "perplexity"
     data = ChartData()
-    data.add_points("j", [{"step": 1, "train_loss": 1.0, "rewards/margins": 0.2, "epoch": 0.1}])
-    assert [p.key for p in data.panels(["j"])] == ["loss", "method"]  # no epoch panel
+    data.add_points(
+        "j",
+        [
+            {
+                "step": 1,
+                "train_loss": 1.0,
+                "rewards/margins": 0.2,
+                "entropy": 2.0,
+                "epoch": 0.1,  # bookkeeping: kept for CSV, not drawn
+                "num_tokens": 512.0,
+                "eval_runtime": 0.5,
+                "eval_samples_per_second": 80.0,
+            }
+        ],
+    )
+    panels = data.panels(["j"])
+    assert [p.key for p in panels] == ["loss", "method", "method:rewards"]
+    assert panels[-1].title == "Method figures: rewards"
+    assert "num_tokens" in data.metrics(["j"])  # still exported
 
 
 def test_wall_time_is_seconds_since_the_jobs_first_point() -> None:

@@ -66,7 +66,7 @@ def test_history_lists_every_job_newest_first_with_its_columns(started) -> None:
     assert window.table.model().rowCount() == 3
     first = _cells(window, 0)
     assert first["Name"] == "gamma-sft" and first["Status"] == "cancelled"
-    assert first["Final loss"] == "2.5000" and first["Where"] == "This computer"
+    assert first["Final loss"] == "2.5000" and first["Where"] == "Local"
     assert first["Method"] == "SFT" and first["Model"] == "builtin:tiny-llama"
     assert first["Duration"] != "" and first["Started"] != ""
     assert not window.empty_hint.isVisible()
