@@ -74,12 +74,14 @@ def test_launch_watch_cancel_and_find_both_jobs_after_a_restart(qtbot, qloop, tm
             10,
             "the job_completed notification",
         )
+        # the final alert can come before the trainer's last lines reach the log view
+        log = window.job_view.log
+        await until(lambda: "done: 12 steps" in log.text(), 30, "the trainer's last line")
         return job.id
 
     first_id = qloop.run_until_complete(first_run())
     assert window.table.model().index(0, 4).data() == "completed"
     assert window.jobs.job_by_id(first_id).final_loss is not None
-    assert "done: 12 steps" in window.job_view.log.text()
 
     async def second_run() -> str:
         _fill_and_launch(qtbot, window, "second", max_steps=5000)
