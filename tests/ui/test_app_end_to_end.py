@@ -136,11 +136,17 @@ NO_ML_SCRIPT = textwrap.dedent(
         job_id = await tunedeck.window.launch(config, "local")
         await until(lambda: tunedeck.store.require_job(job_id).is_final, 240, "the run's end")
         charts = tunedeck.window.job_view.charts
-        charts.redraw()
+
+        def points():
+            charts.redraw()
+            return len(charts.plotted(job_id, "train_loss"))
+
+        # metrics and the final alert travel separately: the last points may come after it
+        await until(points, 30, "loss points on the chart")
         status = tunedeck.store.require_job(job_id).status
-        points = len(charts.plotted(job_id, "train_loss"))
+        n = points()
         await tunedeck.stop()
-        return status, points
+        return status, n
 
     status, points = loop.run_until_complete(run())
     loop.close()
