@@ -2,9 +2,10 @@
 
 Start-up order, chosen so that the window paints at once (bench/startup.py):
 
-1. QApplication, the qasync loop, the main window (widgets only), show;
-2. after the first paint: the store, the ingest path, the receiver (aiohttp) on the loop, the
-   local launcher, notifications; running local jobs are reattached; the window reads the history;
+1. QApplication, the main window (widgets only), show, and wait for its first paint;
+2. then the asyncio loop on Qt's (qasync), the store, the ingest path, the receiver (aiohttp),
+   the local launcher, notifications; running local jobs are reattached; the window reads the
+   history;
 3. on the first start ever, or with ``--demo``: the demo run (resources/presets/demo-sft.json).
 
 ``Tunedeck`` is the composition root: tests build it with their own notifier and credentials.
@@ -13,7 +14,6 @@ Start-up order, chosen so that the window paints at once (bench/startup.py):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -22,16 +22,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 os.environ.setdefault("QT_API", "pyside6")  # before qasync picks a binding
 
-from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.core import paths
 from app.ui.main_window import MainWindow
 from app.ui.presets import BUILTIN_DIR, PresetLibrary
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("tunedeck")
 T = TypeVar("T")
@@ -230,6 +233,8 @@ class Tunedeck:
     def _heard_alert(self, job_id: str, alert: dict[str, Any]) -> None:
         self._last_seen[job_id] = time.time()
         self.bridge.on_alert(job_id, alert)
+        import asyncio
+
         task = asyncio.ensure_future(self.notifications.handle(alert))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -317,6 +322,8 @@ class Tunedeck:
 async def _in_thread(fn: Callable[[], T]) -> T:
     """``fn()`` on a daemon thread of its own. Not ``asyncio.to_thread``: qasync runs that on
     QThreads, and a QThread still alive at exit aborts the process (a keyring call can hang)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -368,6 +375,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def show_and_paint(window: Any, app: QApplication, timeout_s: float = 5.0) -> bool:
+    """Show the window and process events until it has painted once (True) or time is up."""
+    painted: list[bool] = []
+    _FirstPaint(window, lambda: painted.append(True))
+    window.show()
+    deadline = time.monotonic() + timeout_s
+    while not painted and time.monotonic() < deadline:
+        app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
+    return bool(painted)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -376,20 +394,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setOrganizationName("Tunedeck")
     with contextlib.suppress(OSError):
         app.setStyleSheet(STYLE.read_text(encoding="utf-8"))
+    tunedeck = Tunedeck()
+    # The window paints before asyncio, qasync, aiohttp, pydantic and pyqtgraph are even
+    # imported: a desktop app that shows itself at once (bench/startup.py).
+    show_and_paint(tunedeck.window, app)
+    if args.exit_after_first_paint:
+        print("first-paint", flush=True)
+        return 0
+
+    import asyncio
+
     import qasync
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    tunedeck = Tunedeck()
     closed = asyncio.Event()
     app.lastWindowClosed.connect(closed.set)
-
-    if args.exit_after_first_paint:  # bench/startup.py
-        _FirstPaint(tunedeck.window, lambda: (print("first-paint", flush=True), closed.set()))
-        tunedeck.window.show()
-        with loop:
-            loop.run_until_complete(closed.wait())
-        return 0
 
     async def run() -> None:
         try:
@@ -407,15 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             tunedeck.mark_first_run_done()
             await tunedeck.launch_demo()
 
-    def after_paint() -> None:
-        task = loop.create_task(run())
-        tunedeck._tasks.add(task)
-        # pyqtgraph loads while the core starts: the charts are ready when the first point is
-        QTimer.singleShot(50, lambda: tunedeck.window.job_view.charts)
-
-    _FirstPaint(tunedeck.window, after_paint)
-    tunedeck.window.show()
     with loop:
+        tunedeck._tasks.add(loop.create_task(run()))
+        # pyqtgraph loads while the core starts: the charts are ready for the first point
+        QTimer.singleShot(50, lambda: tunedeck.window.job_view.charts)
         loop.run_until_complete(closed.wait())
         loop.run_until_complete(tunedeck.stop())
     return 0

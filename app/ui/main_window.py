@@ -7,7 +7,6 @@ Selecting several jobs overlays their charts.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -40,6 +39,8 @@ from app.ui.jobs_model import JOB_ID_ROLE, JobRecord, JobsFilter, JobsModel, is_
 from app.ui.presets import PresetLibrary
 
 if TYPE_CHECKING:
+    import asyncio
+
     from app.ui.chart_data import ChartData
 
 log = logging.getLogger(__name__)
@@ -331,6 +332,8 @@ class MainWindow(QMainWindow):
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
         """Run a core coroutine on the loop; say so in the window when it fails."""
+        import asyncio  # after the first paint (bench/startup.py)
+
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
 
