@@ -50,9 +50,11 @@ async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         await asyncio.sleep(0.05)
 
 
-def make_app(base_dir: Path, notifier: RecordingNotifier | None = None) -> Tunedeck:
+def make_app(
+    base_dir: Path, notifier: RecordingNotifier | None = None, port: int | None = None
+) -> Tunedeck:
     settings = Settings(
-        receiver_port=free_port(), trainer_python=sys.executable, first_run_done=True
+        receiver_port=port or free_port(), trainer_python=sys.executable, first_run_done=True
     )
     return Tunedeck(
         settings=settings,

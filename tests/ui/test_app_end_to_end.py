@@ -17,7 +17,8 @@ from PySide6.QtCore import Qt
 
 from app.core.notifications import RecordingNotifier
 from app.ui.main_window import MainWindow
-from tests.ui.app_harness import make_app, until
+from tests.ui.app_harness import demo_config, free_port, make_app, until
+from trainer.config import parse_config
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +112,60 @@ def test_launch_watch_cancel_and_find_both_jobs_after_a_restart(qtbot, qloop, tm
         statuses = {j.id: j.status for j in again.window.jobs.jobs()}
         assert statuses == {first_id: "completed", second_id: "cancelled"}
         assert again.window.table.model().rowCount() == 2
+    finally:
+        qloop.run_until_complete(again.stop())
+
+
+def test_a_run_outlives_the_window_and_is_followed_again_after_a_restart(
+    qtbot, qloop, tmp_path
+) -> None:
+    port = free_port()  # the trainer keeps posting to it: the next start listens there again
+    first = make_app(tmp_path, port=port)
+    qtbot.addWidget(first.window)
+    first.window.show()
+    qloop.run_until_complete(first.start())
+
+    async def launch() -> str:
+        config = parse_config(demo_config(max_steps=5000) | {"name": "long"})
+        job_id = await first.window.launch(config, "local")
+        await until(lambda: first.store.metric_count(job_id) > 0, 120, "the first points")
+        return job_id
+
+    job_id = qloop.run_until_complete(launch())
+    qloop.run_until_complete(first.stop())  # Tunedeck closes; the trainer does not
+    first.window.close()
+
+    again = make_app(tmp_path, port=port)
+    qtbot.addWidget(again.window)
+    again.window.show()
+    qloop.run_until_complete(again.start())
+    try:
+        window = again.window
+        assert window.jobs.job_by_id(job_id).status == "running"
+        assert "following 1 run" in window.statusBar().currentMessage()
+        window.select_job(job_id)
+        charts = window.job_view.charts
+        charts.redraw()
+        drawn = len(charts.plotted(job_id, "train_loss"))  # its history, read from the store
+        assert drawn > 0
+
+        async def follow_then_cancel() -> None:
+            # new points reach the new window, through the new receiver on the same port
+            await until(
+                lambda: (
+                    (charts.redraw() or True) and len(charts.plotted(job_id, "train_loss")) > drawn
+                ),
+                60,
+                "new points on the chart",
+            )
+            assert window.cancel_action.isEnabled()
+            window.cancel_action.trigger()
+            await until(
+                lambda: again.store.require_job(job_id).status == "cancelled", 90, "cancelled"
+            )
+
+        qloop.run_until_complete(follow_then_cancel())
+        assert window.jobs.job_by_id(job_id).status == "cancelled"
     finally:
         qloop.run_until_complete(again.stop())
 
