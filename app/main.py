@@ -86,6 +86,9 @@ class CoreJobService:
     def delete_job(self, job_id: str) -> None:
         self.store.delete_job(job_id)
 
+    def process_alive(self, job_id: str) -> bool:
+        return bool(self.launcher.status(job_id).running)
+
     def targets(self) -> dict[str, str | None]:
         return {"local": None, "runpod": RUNPOD_NOT_YET}
 

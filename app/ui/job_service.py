@@ -38,6 +38,11 @@ class JobService(Protocol):
 
     def delete_job(self, job_id: str) -> None: ...
 
+    def process_alive(self, job_id: str) -> bool:
+        """Whether the job's trainer process still runs (it may, briefly, after its final
+        alert: saving, flushing); resume and delete wait for it to end."""
+        ...
+
     def targets(self) -> dict[str, str | None]:
         """Where a run can go: target -> None when available, else why not."""
         ...

@@ -311,11 +311,14 @@ class MainWindow(QMainWindow):
         self.new_run_action.setEnabled(attached)
         self.open_config_action.setEnabled(attached)
         self.cancel_action.setEnabled(attached and job is not None and is_active(job))
-        self.resume_action.setEnabled(
-            attached and job is not None and job.status in RESUMABLE and not is_active(job)
-        )
+        # a trainer may still be saving after its final alert: wait for the process to end
+        ended = job is not None and not is_active(job) and not self._alive(job.id)
+        self.resume_action.setEnabled(attached and ended and job.status in RESUMABLE)
         self.duplicate_action.setEnabled(attached and job is not None)
-        self.delete_action.setEnabled(attached and job is not None and not is_active(job))
+        self.delete_action.setEnabled(attached and ended)
+
+    def _alive(self, job_id: str) -> bool:
+        return self.service is not None and self.service.process_alive(job_id)
 
     def _update_empty_hint(self, *_: Any) -> None:
         self.empty_hint.setVisible(self.jobs.rowCount() == 0)
@@ -398,7 +401,7 @@ class MainWindow(QMainWindow):
 
     def resume_selected(self) -> None:
         job = self.current_job()
-        if job is not None and self.service is not None and job.status in RESUMABLE:
+        if self.resume_action.isEnabled() and job is not None and self.service is not None:
             self.chart_data.forget(job.id)
             self.chart_data.add_points(job.id, self.service.metrics(job.id))
             self._spawn(self.service.resume(job.id), "resume the run")
@@ -415,7 +418,7 @@ class MainWindow(QMainWindow):
         if self.service is None:
             return
         jobs = [j for j in (self.jobs.job_by_id(i) for i in self.selected_ids()) if j]
-        jobs = [j for j in jobs if not is_active(j)]
+        jobs = [j for j in jobs if not is_active(j) and not self._alive(j.id)]
         if not jobs:
             return
         names = ", ".join(j.name for j in jobs[:5]) + (" …" if len(jobs) > 5 else "")

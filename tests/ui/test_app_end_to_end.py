@@ -96,11 +96,12 @@ def test_launch_watch_cancel_and_find_both_jobs_after_a_restart(qtbot, qloop, tm
         await until(
             lambda: tunedeck.store.require_job(job.id).status == "cancelled", 90, "cancelled"
         )
+        # resumable once the trainer has saved its checkpoint and exited
+        await until(window.resume_action.isEnabled, 60, "the trainer's exit")
         return job.id
 
     second_id = qloop.run_until_complete(second_run())
     assert window.jobs.job_by_id(second_id).status == "cancelled"
-    assert window.resume_action.isEnabled()
     qloop.run_until_complete(tunedeck.stop())
     window.close()
 
@@ -166,6 +167,29 @@ def test_a_run_outlives_the_window_and_is_followed_again_after_a_restart(
 
         qloop.run_until_complete(follow_then_cancel())
         assert window.jobs.job_by_id(job_id).status == "cancelled"
+        last_step = max(p["step"] for p in again.store.metrics(job_id))
+
+        async def resume_then_cancel() -> None:
+            # the same job carries on from the checkpoint its clean stop saved, once the
+            # trainer has finished writing it and exited
+            await until(window.resume_action.isEnabled, 60, "the trainer's exit")
+            window.resume_action.trigger()
+            await until(
+                lambda: again.store.require_job(job_id).status == "running", 60, "running again"
+            )
+            await until(
+                lambda: max(p["step"] for p in again.store.metrics(job_id)) > last_step,
+                120,
+                "steps past the checkpoint",
+            )
+            window.cancel_action.trigger()
+            await until(
+                lambda: again.store.require_job(job_id).status == "cancelled", 90, "cancelled"
+            )
+
+        qloop.run_until_complete(resume_then_cancel())
+        assert [j.id for j in again.store.list_jobs()] == [job_id]  # the same job, not a new one
+        assert "resume_from_checkpoint" in json.dumps(window.service.config(job_id))
     finally:
         qloop.run_until_complete(again.stop())
 
