@@ -200,3 +200,29 @@ def test_the_window_paints_before_the_core_starts_and_then_reads_the_history(
         assert tunedeck.receiver.url in tunedeck.window.statusBar().currentMessage()
     finally:
         qloop.run_until_complete(tunedeck.stop())
+
+
+def test_settings_opens_the_settings_dialog_and_saved_choices_apply_at_once(
+    qtbot, qloop, tmp_path
+) -> None:
+    from app.core.credentials import CredentialStore
+    from app.ui.settings_dialog import SettingsDialog
+
+    tunedeck = make_app(tmp_path)
+    tunedeck.credentials = CredentialStore(timeout_s=2)  # the dialog edits the real store
+    qtbot.addWidget(tunedeck.window)
+    tunedeck.window.show()
+    qloop.run_until_complete(tunedeck.start())
+    try:
+        tunedeck.window.settings_action.trigger()
+        dialogs = [w for w in tunedeck.window.findChildren(SettingsDialog)]
+        assert len(dialogs) == 1 and dialogs[0].isVisible()
+        changed = tunedeck.settings.model_copy(
+            update={"notify": {**tunedeck.settings.notify, "job_completed": False}}
+        )
+        dialogs[0].settings_saved.emit(changed)
+        assert not tunedeck.notifications.policy.should_notify("job_completed")
+        assert tunedeck.notifications.policy.should_notify("job_failed")
+        dialogs[0].reject()
+    finally:
+        qloop.run_until_complete(tunedeck.stop())
