@@ -36,6 +36,10 @@ from app.ui.presets import BUILTIN_DIR, PresetLibrary
 if TYPE_CHECKING:
     import asyncio
 
+    from app.core.ingest import Ingestor
+    from app.core.launcher_local import LocalLauncher
+    from app.core.store import Store
+
 log = logging.getLogger("tunedeck")
 T = TypeVar("T")
 
@@ -50,7 +54,7 @@ LOG_TAIL_BYTES = 1 << 20
 class CoreJobService:
     """``app.ui.job_service.JobService`` over app.core: the store and the local launcher."""
 
-    def __init__(self, store: Any, ingestor: Any, launcher: Any) -> None:
+    def __init__(self, store: Store, ingestor: Ingestor, launcher: LocalLauncher) -> None:
         self.store = store
         self.ingestor = ingestor
         self.launcher = launcher
@@ -392,7 +396,8 @@ def show_and_paint(window: Any, app: QApplication, timeout_s: float = 5.0) -> bo
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Tunedeck")
     app.setOrganizationName("Tunedeck")
     with contextlib.suppress(OSError):
@@ -407,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import asyncio
 
-    import qasync
+    import qasync  # type: ignore[import-untyped]  # no stubs upstream
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

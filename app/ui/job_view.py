@@ -65,11 +65,11 @@ class JobView(QWidget):
 
         self.tabs = QTabWidget(self)
         self.charts_host = QWidget(self.tabs)
-        charts_layout = QVBoxLayout(self.charts_host)
-        charts_layout.setContentsMargins(0, 0, 0, 0)
+        self._charts_layout = QVBoxLayout(self.charts_host)
+        self._charts_layout.setContentsMargins(0, 0, 0, 0)
         self.charts_placeholder = QLabel("Charts load…", self.charts_host)
         self.charts_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        charts_layout.addWidget(self.charts_placeholder)
+        self._charts_layout.addWidget(self.charts_placeholder)
         self.alerts = AlertsView(self.tabs)
         self.log = LogView(self.tabs)
         self.config = QPlainTextEdit(self.tabs)
@@ -114,7 +114,7 @@ class JobView(QWidget):
 
             self._charts = ChartsView(self.chart_data, self.charts_host)
             self.charts_placeholder.hide()
-            self.charts_host.layout().addWidget(self._charts)
+            self._charts_layout.addWidget(self._charts)
             self._charts.set_jobs(self._overlay)
         return self._charts
 

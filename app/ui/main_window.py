@@ -313,7 +313,8 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(attached and job is not None and is_active(job))
         # a trainer may still be saving after its final alert: wait for the process to end
         ended = job is not None and not is_active(job) and not self._alive(job.id)
-        self.resume_action.setEnabled(attached and ended and job.status in RESUMABLE)
+        resumable = job is not None and job.status in RESUMABLE
+        self.resume_action.setEnabled(attached and ended and resumable)
         self.duplicate_action.setEnabled(attached and job is not None)
         self.delete_action.setEnabled(attached and ended)
 

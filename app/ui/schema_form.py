@@ -278,7 +278,8 @@ class SchemaForm(QWidget):
             for spec in section.fields:
                 row = self.rows[spec.path]
                 visible = used and spec.used_by(self._method)
-                form = row.parentWidget().layout()
+                host = row.parentWidget()
+                form = host.layout() if host is not None else None
                 if isinstance(form, QFormLayout):
                     form.setRowVisible(row, visible)
 
