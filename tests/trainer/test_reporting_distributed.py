@@ -38,8 +38,10 @@ cfg = run_config(model_dir, out, training={"max_steps": 6}, logging={"logging_st
 run = session_run(cfg, model_dir, out, extra_callbacks=[SignalRankZero()])
 if run.error is not None:
     raise run.error
-print(f"rank {os.environ['RANK']} world {os.environ['WORLD_SIZE']} "
-      f"step {run.trainer.state.global_step} stop {run.session.stop_reason}", flush=True)
+# a file per rank: on a shared stdout another process's progress bar can run into the line
+Path(out.parent / f"rank-{os.environ['RANK']}.txt").write_text(
+    f"rank {os.environ['RANK']} world {os.environ['WORLD_SIZE']} "
+    f"step {run.trainer.state.global_step} stop {run.session.stop_reason}")
 sys.exit(run.session.exit_code)
 """
 
@@ -79,7 +81,7 @@ def test_only_rank_zero_reports_and_a_stop_reaches_every_rank(
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    lines = sorted(f.read_text() for f in tmp_path.glob("rank-*.txt"))
     # rank 1 was never signalled, yet it stopped at the same step, cleanly
     assert lines == [
         "rank 0 world 2 step 3 stop cancelled",
