@@ -132,7 +132,10 @@ class Tunedeck:
         self.settings = settings
         self.credentials = credentials
         self.notifier = notifier
-        self.base_dir = base_dir or Path.cwd()
+        # A desktop app's working folder is wherever the launcher left it (often $HOME or /):
+        # relative output folders go under the data folder instead, next to the job store.
+        # Relative dataset paths still resolve there first, then in the Tunedeck install.
+        self.base_dir = base_dir or paths.data_dir()
         self.grace_s = grace_s
         self.window = MainWindow(PresetLibrary(paths.config_dir() / "presets"))
         self.window.settings_requested.connect(self.open_settings)

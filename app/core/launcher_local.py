@@ -206,6 +206,7 @@ class LocalLauncher:
             raise LaunchError(f"job {job.id} is already running", "Cancel it first.")
         folder = paths.job_dir(job.id)
         folder.mkdir(parents=True, exist_ok=True)
+        self.base_dir.mkdir(parents=True, exist_ok=True)  # the trainer's working folder
         config_path = folder / CONFIG_NAME
         config_text = cfg.to_json()  # RunConfig holds no secrets: they travel in the environment
         config_path.write_text(config_text, encoding="utf-8")
@@ -275,6 +276,16 @@ class LocalLauncher:
                 f"job {job_id}'s stored config no longer validates: {err}",
                 "Start a new run from an edited copy of the config.",
             ) from err
+        # a job turns final on its last alert while the trainer may still be saving: starting
+        # a second trainer on the same output folder then would race the first one's files
+        running = self._runs.get(job_id)
+        if (running is not None and not running.done.is_set()) or (
+            job.pid is not None and same_process(job.pid, job.pid_started_at)
+        ):
+            raise LaunchError(
+                f"job {job_id}'s trainer is still finishing (saving its checkpoint)",
+                "Wait until its process has exited, then resume.",
+            )
         self.store.reopen_job(job_id)
         job = self.store.update_job(job_id, config_json=cfg.to_json())
         await self.start(job, cfg)

@@ -5,7 +5,8 @@ environment, it behaves like the real one on the wire: job_started, one metric p
 (posted in batches, resent until the receiver takes them), job_completed; SIGTERM finishes the
 current step and reports job_cancelled. FAKE_* variables choose the scenario:
 
-FAKE_STEPS (20), FAKE_STEP_S (0.02), FAKE_BATCH (5), FAKE_MODE: complete | crash (exit 1 with a
+FAKE_STEPS (20), FAKE_STEP_S (0.02), FAKE_BATCH (5), FAKE_LINGER_S (0: seconds spent "saving"
+after a cancel's final alert, before exiting), FAKE_MODE: complete | crash (exit 1 with a
 traceback, no final alert) | ignore_term (SIGTERM does nothing) | silent (posts nothing).
 Every point and alert is also appended to events.jsonl in the config's output folder, in the
 trainer's event-log format, as the real trainer does.
@@ -109,6 +110,7 @@ def main() -> int:
         if STOP:
             print("checkpoint saved", flush=True)
             alert("job_cancelled", status="cancelled", current_step=step)
+            time.sleep(float(env.get("FAKE_LINGER_S", "0")))
             return 0
     alert("job_completed", current_step=step, total_steps=steps, loss=2.0 / steps, duration=5)
     print("done", flush=True)

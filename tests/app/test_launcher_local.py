@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -180,6 +182,40 @@ def test_resume_restarts_the_same_job_from_its_latest_checkpoint(
     out = h.output(job.id)
     assert "CONFIG name=fake resume=None" in out and "CONFIG name=fake resume=latest" in out
     assert json.loads(job.config_json)["checkpoint"]["resume_from_checkpoint"] == "latest"
+
+
+def test_resume_waits_until_the_cancelled_trainer_has_exited(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job turns "cancelled" on its final alert, while the trainer may still be writing its
+    # checkpoint; a second trainer on the same output folder then would race it.
+    async def scenario() -> tuple[str, str]:
+        async with harness(store, tmp_path, monkeypatch, steps="300", linger_s="3") as h:
+            job = await start(h, config(tmp_path))
+            await wait_for_step(store, job.id, 3)
+            os.kill(job_pid(store, job.id), signal.SIGTERM)  # as a terminal's Ctrl-C would
+            deadline = time.monotonic() + 20
+            while store.require_job(job.id).status != "cancelled":
+                assert time.monotonic() < deadline, "the trainer never reported job_cancelled"
+                await asyncio.sleep(0.05)
+            with pytest.raises(LaunchError, match="still finishing") as refused:
+                await h.launcher.resume(job.id)
+            await asyncio.wait_for(h.launcher.wait(job.id), 30)
+            monkeypatch.setenv("FAKE_STEPS", "5")
+            monkeypatch.setenv("FAKE_LINGER_S", "0")
+            await h.launcher.resume(job.id)
+            await asyncio.wait_for(h.launcher.wait(job.id), 30)
+            return str(refused.value), store.require_job(job.id).status
+
+    refused, status = asyncio.run(scenario())
+    assert "still finishing" in refused
+    assert status == "completed"
+
+
+def job_pid(store: Store, job_id: str) -> int:
+    pid = store.require_job(job_id).pid
+    assert pid is not None
+    return pid
 
 
 def test_what_the_receiver_never_got_is_read_back_from_the_event_log(
