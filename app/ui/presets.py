@@ -31,21 +31,9 @@ class Preset:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """A config or preset file as a dict; ConfigError naming the file and line when it is bad."""
-    from trainer.config import ConfigError, upgrade_config  # pydantic: not before first paint
+    from trainer.config import read_config_file as read  # pydantic: not before first paint
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError([f"cannot read the file: {err.strerror}"], str(path)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(
-            [f"line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})"], str(path)
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(["(config): must be a JSON object"], str(path))
-    return upgrade_config(data)
+    return read(path)
 
 
 class PresetLibrary:

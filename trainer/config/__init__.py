@@ -28,6 +28,7 @@ from trainer.config.loading import (
     json_schema,
     load_config,
     parse_config,
+    read_config_file,
     upgrade_config,
 )
 from trainer.config.method_sections import (
@@ -95,5 +96,6 @@ __all__ = [
     "load_config",
     "option",
     "parse_config",
+    "read_config_file",
     "upgrade_config",
 ]

@@ -64,8 +64,9 @@ def parse_config(data: dict[str, Any], source: str | None = None) -> RunConfig:
         raise ConfigError(format_validation_error(err), source) from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a config file."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config (or preset) file as an upgraded dict, not yet validated; ConfigError naming the
+    file and the line when it cannot be read or is not a JSON object."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -77,7 +78,14 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(
             [f"line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})"], str(path)
         ) from None
-    return parse_config(data, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(["(config): must be a JSON object"], str(path))
+    return upgrade_config(data)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a config file."""
+    return parse_config(read_config_file(path), str(path))
 
 
 def json_schema() -> dict[str, Any]:

@@ -2,28 +2,23 @@
 and which formats each training method takes.
 
 Problems are lines a user can act on: ``line 12, field "messages[1].role": must be one of
-system, user, assistant, tool (got "bot")``. Light module: standard library only.
+system, user, assistant, tool (got "bot")``. Light module: the standard library and the config
+schema's names, no ML libraries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
+
+from trainer.config.fields import DatasetFormat
 
 if TYPE_CHECKING:
     from trainer.data.readers import Row
 
-FORMATS: tuple[str, ...] = (
-    "messages",
-    "sharegpt",
-    "alpaca",
-    "text",
-    "prompt_completion",
-    "prompt",
-    "preference",
-    "kto",
-)
+# the schema's list (trainer.config.DatasetFormat) without its "auto"
+FORMATS: tuple[str, ...] = tuple(f for f in get_args(DatasetFormat) if f != "auto")
 
 ACCEPTED_FORMATS: dict[str, tuple[str, ...]] = {
     "sft": ("messages", "sharegpt", "alpaca", "text", "prompt_completion"),
