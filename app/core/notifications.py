@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -267,8 +269,16 @@ class DesktopNotifierBackend:
         self._app_name = app_name
         self._timeout_s = timeout_s
         self._notifier: Any = None
+        # Set after the first failure: desktop-notifier logs a whole traceback per failed
+        # message, and a missing notification service does not come back within a session.
+        self._unavailable = False
 
     async def send(self, note: AlertNotification) -> bool:
+        if self._unavailable:
+            return False
+        if sys.platform.startswith("linux") and not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+            self._give_up("no D-Bus session")
+            return False
         try:
             from desktop_notifier import DesktopNotifier, Urgency
 
@@ -289,7 +299,17 @@ class DesktopNotifierBackend:
                 ),
                 self._timeout_s,
             )
+            if not dispatched.is_set():
+                self._give_up("the notification service did not take the message")
             return dispatched.is_set()
         except Exception as exc:  # TimeoutError included: never raise into the alert path
-            log.warning("desktop notification not shown (%s)", type(exc).__name__)
+            self._give_up(type(exc).__name__)
             return False
+
+    def _give_up(self, reason: str) -> None:
+        self._unavailable = True
+        log.warning(
+            "desktop notifications are off for this session (%s); alerts stay in each job's "
+            "alert list",
+            reason,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -152,3 +153,21 @@ def test_without_dbus_desktop_notifier_does_nothing_and_never_raises(
     started = time.monotonic()
     assert asyncio.run(backend.send(note)) is False
     assert time.monotonic() - started < 2.5
+
+
+def test_without_a_session_bus_desktop_notifier_is_skipped_with_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # what a desktop without a notification service got before: a traceback for every alert
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    backend = DesktopNotifierBackend(timeout_s=2)
+    notes = [format_alert(Alert(type=t, job_id="j")) for t in ("job_started", "job_completed")]
+
+    async def both() -> list[bool]:
+        return [await backend.send(note) for note in notes]
+
+    with caplog.at_level(logging.DEBUG):
+        assert asyncio.run(both()) == [False, False]
+    assert "Traceback" not in caplog.text
+    assert caplog.text.count("desktop notifications are off for this session") == 1
