@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from trainer.config import METHODS, RunConfig
-from trainer.modeling import DevicePlan
+from trainer.modeling import DevicePlan, lora_config
 
 MODULES: dict[str, str] = {m: f"trainer.methods.{m}" for m in METHODS}
 
@@ -35,6 +35,17 @@ class MethodContext:
     base_dir: Path | None = None  # where relative paths in the config (reward files) resolve
     reward_train_dataset: Any | None = None  # rlhf: preference pairs for the reward model
     reward_eval_dataset: Any | None = None
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """What every TRL trainer here is given besides its config (and rewards)."""
+        return {
+            "model": self.model,
+            "train_dataset": self.train_dataset,
+            "eval_dataset": self.eval_dataset,
+            "processing_class": self.tokenizer,
+            "peft_config": lora_config(self.cfg),
+            "callbacks": self.callbacks,
+        }
 
 
 def method_module(method: str) -> ModuleType:

@@ -8,7 +8,6 @@ from typing import Any
 from trainer.config import ConfigError, GenerationOptions
 from trainer.methods import MethodContext
 from trainer.methods.rewards import RewardLoadError, reward_functions
-from trainer.modeling import lora_config
 
 
 def generation_args(ctx: MethodContext, gen: GenerationOptions) -> dict[str, Any]:
@@ -35,12 +34,7 @@ def build_trainer(ctx: MethodContext) -> Any:
     except RewardLoadError as err:
         raise ConfigError([str(err)]) from None
     return GRPOTrainer(
-        model=ctx.model,
         reward_funcs=rewards,
         args=GRPOConfig(**generation_args(ctx, cfg.grpo)),
-        train_dataset=ctx.train_dataset,
-        eval_dataset=ctx.eval_dataset,
-        processing_class=ctx.tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=ctx.callbacks,
+        **ctx.trainer_kwargs(),
     )

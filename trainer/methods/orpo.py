@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.methods import MethodContext
-from trainer.modeling import lora_config
 
 
 def build_trainer(ctx: MethodContext) -> Any:
@@ -15,11 +14,6 @@ def build_trainer(ctx: MethodContext) -> Any:
     cfg = ctx.cfg
     args = ORPOConfig(**ctx.args, max_length=cfg.training.max_length, beta=cfg.orpo.beta)
     return ORPOTrainer(
-        model=ctx.model,
         args=args,
-        train_dataset=ctx.train_dataset,
-        eval_dataset=ctx.eval_dataset,
-        processing_class=ctx.tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=ctx.callbacks,
+        **ctx.trainer_kwargs(),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.methods import MethodContext
-from trainer.modeling import lora_config
 
 
 def build_trainer(ctx: MethodContext) -> Any:
@@ -21,11 +20,6 @@ def build_trainer(ctx: MethodContext) -> Any:
         dataset_text_field="text",
     )
     return SFTTrainer(
-        model=ctx.model,
         args=args,
-        train_dataset=ctx.train_dataset,
-        eval_dataset=ctx.eval_dataset,
-        processing_class=ctx.tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=ctx.callbacks,
+        **ctx.trainer_kwargs(),
     )
