@@ -42,16 +42,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from trainer.events import CONTRACT_ENV_VARIABLES  # noqa: E402 (after the sys.path line)
+
 MODES = ("off", "up", "down", "slow")
-CONTRACT_ENV = (
-    "JOB_ID",
-    "JOB_TOKEN",
-    "USER_ID",
-    "MODEL_NAME",
-    "METRICS_API_URL",
-    "ALERT_API_URL",
-    "INTERNAL_API_KEY",
-)
 
 
 def receiver_process(delay: float) -> tuple[subprocess.Popen[str], str]:
@@ -152,7 +145,7 @@ def main() -> int:
     for rep in range(ns.repeats):
         order = MODES[rep % len(MODES) :] + MODES[: rep % len(MODES)]  # rotate the order
         for mode in order:
-            for key in CONTRACT_ENV:
+            for key in CONTRACT_ENV_VARIABLES:
                 os.environ.pop(key, None)
             os.environ.update(envs[mode] or {})
             began, hooks["seconds"] = time.perf_counter(), 0.0

@@ -14,23 +14,13 @@ from typing import Protocol
 from app.core.jobs import Job
 from app.core.store import Store
 from trainer.config import RunConfig
+from trainer.events import CONTRACT_ENV_VARIABLES
 
 OutputCallback = Callable[[str, str], None]  # job_id, one line the trainer wrote
 ExitCallback = Callable[[str, "int | None"], None]  # job_id, exit code (None when unknown)
 
 # Set by the launcher; a value inherited from the parent's environment must never leak through.
-CONTRACT_VARIABLES = (
-    "JOB_ID",
-    "JOB_TOKEN",
-    "USER_ID",
-    "MODEL_NAME",
-    "METRICS_API_URL",
-    "ALERT_API_URL",
-    "INTERNAL_API_KEY",
-    "DATASET_URL",
-    "HF_TOKEN",
-    "HF_REPO_NAME",
-)
+CONTRACT_VARIABLES = CONTRACT_ENV_VARIABLES
 
 
 class LaunchError(RuntimeError):
