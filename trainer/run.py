@@ -233,12 +233,14 @@ def run(cfg: RunConfig, execution_id: str, *, base_dir: Path | None = None) -> R
             reward_eval_dataset=(
                 _to_dataset(reward_data.eval) if reward_data and reward_data.eval else None
             ),
+            phase_callbacks=lambda phase: [session.phase_callback(phase)],
         )
         trainer = build_trainer(ctx)
         session.attach(trainer)
         resumed_from = _checkpoint_step(resume)
         started = time.monotonic()
-        trainer.train(resume_from_checkpoint=resume)
+        if session.stop_reason is None:  # else a stop came during a preliminary phase
+            trainer.train(resume_from_checkpoint=resume)
 
         result = RunResult(
             exit_code=0,

@@ -177,7 +177,7 @@ def test_chat_data_on_a_model_without_a_chat_template_is_a_config_error(tmp_path
         run(cfg, "no-template", base_dir=tmp_path)
 
 
-def test_rlhf_run_trains_a_reward_model_then_the_policy(tmp_path: Path) -> None:
+def write_pairs(tmp_path: Path) -> Path:
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(
         "\n".join(
@@ -192,6 +192,11 @@ def test_rlhf_run_trains_a_reward_model_then_the_policy(tmp_path: Path) -> None:
         )
         + "\n"
     )
+    return pairs
+
+
+def test_rlhf_run_trains_a_reward_model_then_the_policy(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path)
     cfg = config(
         tmp_path,
         method="rlhf",
@@ -210,6 +215,13 @@ def test_rlhf_run_trains_a_reward_model_then_the_policy(tmp_path: Path) -> None:
     metrics = json.loads(metrics_file.read_text())
     assert metrics["pair_accuracy"] > 0.5  # better than chance on its own pairs
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+    # the reward phase is on the charts too, under its own name, and the job started with it
+    log = events(tmp_path / "out")
+    reward_points = [e["data"] for e in log if "reward_model/loss" in e["data"]]
+    assert len(reward_points) >= 2
+    first_metric = next(i for i, e in enumerate(log) if e["kind"] == "metric")
+    started = [i for i, e in enumerate(log) if e["data"].get("type") == "job_started"]
+    assert len(started) == 1 and started[0] < first_metric
 
     # resumed, the policy goes on against the same reward model: it is not trained again
     written = metrics_file.stat().st_mtime_ns
@@ -219,3 +231,37 @@ def test_rlhf_run_trains_a_reward_model_then_the_policy(tmp_path: Path) -> None:
     again = run(resumed, "rlhf-2", base_dir=tmp_path)
     assert (again.resumed_from_step, again.global_step) == (2, 4)
     assert metrics_file.stat().st_mtime_ns == written
+
+
+def test_a_stop_during_the_reward_phase_ends_the_run_before_the_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    from trl import RewardTrainer
+
+    original = RewardTrainer.training_step
+
+    def step_then_signal(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what Cancel in the app sends
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RewardTrainer, "training_step", step_then_signal)
+    cfg = config(
+        tmp_path,
+        method="rlhf",
+        dataset={"path": str(write_pairs(tmp_path))},
+        rlhf={"num_generations": 2, "max_completion_length": 8, "reward_epochs": 20},
+        training={"max_steps": 2},
+    )
+    result = run(cfg, "rlhf-stop", base_dir=tmp_path)
+    assert (result.exit_code, result.stop_reason, result.global_step) == (0, "cancelled", 0)
+    out = tmp_path / "out"
+    # a half-trained reward model is not kept as if it were done: a new run trains it again
+    assert not (out / "reward_model" / "reward_metrics.json").exists()
+    steps = [e["data"]["step"] for e in events(out) if "reward_model/loss" in e["data"]]
+    assert steps and max(steps) <= 3  # it stopped at the end of the signalled step
+    alerts = [e["data"]["type"] for e in events(out) if e["kind"] == "alert"]
+    assert alerts == ["job_started", "job_cancelled"]

@@ -7,6 +7,7 @@ methods costs nothing and a run loads only the TRL trainer it uses.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +36,8 @@ class MethodContext:
     base_dir: Path | None = None  # where relative paths in the config (reward files) resolve
     reward_train_dataset: Any | None = None  # rlhf: preference pairs for the reward model
     reward_eval_dataset: Any | None = None
+    # callbacks for a preliminary phase's own trainer (rlhf's reward model), by phase name
+    phase_callbacks: Callable[[str], list[Any]] = field(default=lambda phase: [])
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """What every TRL trainer here is given besides its config (and rewards)."""

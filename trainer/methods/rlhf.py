@@ -109,6 +109,7 @@ def train_reward_model(ctx: MethodContext) -> tuple[Any, Any]:
         )
     tokenizer = ctx.tokenizer
     model = load_reward_model(cfg, ctx.model_path, ctx.plan, tokenizer.pad_token_id)
+    callbacks = ctx.phase_callbacks(REWARD_DIR)
     trainer = RewardTrainer(
         model=model,
         args=RewardConfig(**reward_args(ctx), max_length=cfg.training.max_length),
@@ -116,9 +117,14 @@ def train_reward_model(ctx: MethodContext) -> tuple[Any, Any]:
         eval_dataset=ctx.reward_eval_dataset,
         processing_class=tokenizer,
         peft_config=lora_config(cfg, task_type="SEQ_CLS"),
+        callbacks=callbacks,
     )
     trainer.train()
     model = trainer.model
+    if any(getattr(cb, "stopped_by", None) for cb in callbacks):
+        # stopped part-way: nothing is saved, so that a later run trains it again in full
+        # rather than optimising a policy against a half-trained reward model
+        return model, tokenizer
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     pairs = (

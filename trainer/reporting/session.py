@@ -58,6 +58,7 @@ class ReportingSession:
     total_steps: int | None = None
     last_checkpoint: str | None = None
     started: float = field(default_factory=time.monotonic)
+    _started_sent: bool = False
 
     def __post_init__(self) -> None:
         from trainer.reporting.callback import ReportingCallback
@@ -105,12 +106,34 @@ class ReportingSession:
             fields.setdefault("progress", round(min(1.0, self.current_step / self.total_steps), 4))
         self.reporter.alert(type_, **fields)
 
-    # -- from the callback -------------------------------------------------------------------
+    def phase_callback(self, phase: str) -> Any:
+        """A callback for a preliminary phase's own trainer (rlhf's reward model): its figures
+        reported as ``phase/...`` fields, and stop requests honoured at its step ends."""
+        from trainer.reporting.phase import PhaseCallback
+
+        return PhaseCallback(self, phase)
+
+    # -- from the callbacks ------------------------------------------------------------------
+
+    def phase_started(self, phase: str) -> None:
+        """A preliminary phase began: the job is running from here on."""
+        if not self._started_sent:
+            self._started_sent = True
+            self.alert("job_started", status="running", message=f"training {phase} first")
+
+    def phase_stopped(self, phase: str, reason: str) -> None:
+        """A stop request ended a preliminary phase: the run stops before its main phase."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.info("stop requested (%s) during %s; the main phase will not start", reason, phase)
 
     def training_started(self, state: Any) -> None:
         self.total_steps = int(state.max_steps) or None
         self.current_step = int(state.global_step)
         extra = {"resumed_from_step": self.current_step} if self.current_step else {}
+        if self._started_sent:
+            return  # a preliminary phase sent it; later alerts carry total_steps
+        self._started_sent = True
         self.alert("job_started", status="running", **extra)
 
     def training_stopped(self, reason: str, state: Any) -> None:
