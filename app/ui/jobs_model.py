@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     QSortFilterProxyModel,
@@ -22,6 +21,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QWidget
+
+from app.ui.table_model import ColumnsTableModel
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -81,8 +82,10 @@ def is_active(job: JobRecord) -> bool:
     return job.finished_at is None and job.status in ("running", "starting", "queued")
 
 
-class JobsModel(QAbstractTableModel):
+class JobsModel(ColumnsTableModel):
     """Rows are jobs, newest first."""
+
+    columns = COLUMNS
 
     def __init__(
         self,
@@ -146,18 +149,8 @@ class JobsModel(QAbstractTableModel):
 
     # -- Qt model -------------------------------------------------------------------------------
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._jobs)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
+    def row_count(self) -> int:
+        return len(self._jobs)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
