@@ -33,7 +33,7 @@ from rich.progress import (
 )
 
 from app.core.ingest import IngestEvent, Ingestor
-from app.core.jobs import STATUSES, Job, JobNotFound
+from app.core.jobs import STATUSES, Job, JobNotFound, format_duration
 from app.core.launcher import LaunchError, ReceiverAddress, create_job_for
 from app.core.launcher_local import DEFAULT_GRACE_S, LocalLauncher
 from app.core.notifications import format_alert
@@ -47,12 +47,7 @@ PLAIN_EVERY_S = 5.0  # a plain progress line at most this often (plus the first 
 
 
 def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+    return "-" if seconds is None else format_duration(seconds, always_hours=True)
 
 
 class RunDisplay:

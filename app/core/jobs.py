@@ -34,6 +34,16 @@ class JobNotFound(LookupError):
         self.hint = "List the jobs with `tunedeck jobs`."
 
 
+def format_duration(seconds: float, *, always_hours: bool = False) -> str:
+    """``1:02:03``, or ``2:03`` under an hour unless ``always_hours`` (ETAs then line up)."""
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours or always_hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
 def is_final(status: str) -> bool:
     return status in FINAL_STATUSES
 

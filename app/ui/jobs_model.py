@@ -22,6 +22,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QWidget
 
+from app.core.jobs import format_duration
 from app.ui.table_model import ColumnsTableModel
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -63,12 +64,7 @@ def _fmt_time(ts: float | None) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return "" if seconds is None else format_duration(seconds)
 
 
 def duration_of(job: JobRecord, now: float | None = None) -> float | None:
