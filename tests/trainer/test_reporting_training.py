@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,15 +18,6 @@ from tests.trainer.reporting_runs import ROWS, run_config, session_run  # noqa: 
 from trainer.events import EVENT_LOG_NAME, METRIC_FIELDS  # noqa: E402
 from trainer.reporting.event_log import iter_events  # noqa: E402
 from trainer.reporting.failures import is_cuda_oom  # noqa: E402
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReportingReceiver]:
-    r = ReportingReceiver().start()
-    for key, value in r.env().items():
-        monkeypatch.setenv(key, value)
-    yield r
-    r.close()
 
 
 def by_step(points: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

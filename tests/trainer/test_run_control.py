@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,6 @@ from trainer.events import EVENT_LOG_NAME  # noqa: E402
 from trainer.reporting.event_log import iter_events  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReportingReceiver]:
-    r = ReportingReceiver().start()
-    for key, value in r.env().items():
-        monkeypatch.setenv(key, value)
-    yield r
-    r.close()
 
 
 class SignalDuringStep(TrainerCallback):  # type: ignore[misc]
