@@ -9,20 +9,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.core import credential_checks
 from app.core.credential_checks import check_hf_token, check_runpod_key
+from tests.runpod.schema import load_schema
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# RunPod's published schema: vendored in the repo once the RunPod client lands, else beside it
-SCHEMA_CANDIDATES = (
-    REPO_ROOT / "tests" / "data" / "runpod-rest-v2-openapi.json",
-    REPO_ROOT.parent / "shared" / "data" / "runpod-rest-v2-openapi.json",
-)
 GOOD_KEY = "rpa_GOODKEY0123456789abcdef"
 GOOD_TOKEN = "hf_GOODTOKEN0123456789abcdef"
 
@@ -78,19 +72,12 @@ def fake_api() -> Iterator[FakeApi]:
     thread.join(5)
 
 
-def _schema() -> dict[str, Any]:
-    for path in SCHEMA_CANDIDATES:
-        if path.exists():
-            return dict(json.loads(path.read_text()))
-    pytest.skip(f"RunPod's OpenAPI schema not found at {[str(p) for p in SCHEMA_CANDIDATES]}")
-
-
 def test_runpod_base_url_is_the_published_server() -> None:
-    assert _schema()["servers"][0]["url"] == credential_checks.RUNPOD_API_BASE
+    assert load_schema()["servers"][0]["url"] == credential_checks.RUNPOD_API_BASE
 
 
 def test_runpod_key_accepted_with_a_schema_shaped_request(fake_api: FakeApi) -> None:
-    schema = _schema()
+    schema = load_schema()
     operation = schema["paths"]["/v2/pods"]["get"]
     example = operation["responses"]["200"]["content"]["application/json"]["examples"]["pods"]
     fake_api.answers[GOOD_KEY] = (200, example["value"], {})
