@@ -18,6 +18,7 @@ from trainer.config import (
     METHODS,
     ConfigError,
     RunConfig,
+    RunPodSection,
     TrainingSection,
     json_schema,
     load_config,
@@ -225,6 +226,10 @@ def test_json_schema_describes_every_section_field() -> None:
 # Fields read outside trainer/ only, or only by config.py itself, with the reason.
 NOT_READ_BY_TRAINER_CODE = {
     "version": "read by upgrade_config in config.py",
+    **{
+        f"runpod.{name}": "read by the app's RunPod launcher (app/core/runpod), not the trainer"
+        for name in RunPodSection.model_fields
+    },
 }
 
 

@@ -48,6 +48,7 @@ from trainer.config.run_config import (
     METHOD_SECTION,
     RunConfig,
 )
+from trainer.config.runpod_section import RunPodSection
 from trainer.config.sections import (
     AdapterSection,
     CheckpointSection,
@@ -86,6 +87,7 @@ __all__ = [
     "RLHFSection",
     "RewardName",
     "RunConfig",
+    "RunPodSection",
     "RuntimeSection",
     "SFTSection",
     "Section",

@@ -18,6 +18,7 @@ from trainer.config.method_sections import (
     RLHFSection,
     SFTSection,
 )
+from trainer.config.runpod_section import RunPodSection
 from trainer.config.sections import (
     AdapterSection,
     CheckpointSection,
@@ -83,6 +84,11 @@ class RunConfig(Section):
     output: OutputSection = option(default_factory=OutputSection, description="Where results go.")
     runtime: RuntimeSection = option(
         default_factory=RuntimeSection, description="Devices and limits."
+    )
+    runpod: RunPodSection = option(
+        default_factory=RunPodSection,
+        title="RunPod",
+        description="Cloud GPU on RunPod (used only when the run goes to RunPod).",
     )
     sft: SFTSection = option(
         default_factory=SFTSection, description="SFT options.", methods=("sft",)
