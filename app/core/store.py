@@ -89,6 +89,20 @@ CREATE TABLE cloud_resources (
 );
 CREATE INDEX cloud_resources_job ON cloud_resources(job_id);
 """,
+    # 2: a cloud job's pod, phase, time and money per phase, and how far its event log was read
+    """
+CREATE TABLE cloud_runs (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    resource_row INTEGER REFERENCES cloud_resources(id),
+    pod_id TEXT,
+    phase TEXT NOT NULL DEFAULT 'provisioning',
+    phase_started_at REAL,
+    phases TEXT NOT NULL DEFAULT '{}',
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    cost_per_hour REAL,
+    updated_at REAL
+);
+""",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -114,6 +128,25 @@ class CloudResource:
 
 
 _RESOURCE_FIELDS = tuple(f.name for f in fields(CloudResource))
+
+
+@dataclass(frozen=True)
+class CloudRun:
+    """A cloud job's bookkeeping: its pod, its phase, and ``phases`` = {phase: {"seconds",
+    "dollars"}} for the phases already over; ``last_seq`` = the last event-log line ingested."""
+
+    job_id: str
+    resource_row: int | None = None
+    pod_id: str | None = None
+    phase: str = "provisioning"
+    phase_started_at: float | None = None
+    phases: str = "{}"
+    last_seq: int = 0
+    cost_per_hour: float | None = None
+    updated_at: float | None = None
+
+
+_CLOUD_RUN_FIELDS = tuple(f.name for f in fields(CloudRun))
 
 
 @dataclass(frozen=True)
@@ -498,6 +531,28 @@ class Store:
         if active:
             sql += " AND terminated_at IS NULL"
         return [_resource(r) for r in self._query(sql + " ORDER BY id", args)]
+
+    # -- cloud runs ----------------------------------------------------------------------------
+
+    def get_cloud_run(self, job_id: str) -> CloudRun | None:
+        rows = self._query("SELECT * FROM cloud_runs WHERE job_id = ?", (_sql(job_id),))
+        return CloudRun(**{f: rows[0][f] for f in _CLOUD_RUN_FIELDS}) if rows else None
+
+    def save_cloud_run(self, job_id: str, **changes: Any) -> CloudRun:
+        """Create or update a job's cloud bookkeeping (one transaction)."""
+        unknown = set(changes) - (set(_CLOUD_RUN_FIELDS) - {"job_id", "updated_at"})
+        if unknown:
+            raise ValueError(f"save_cloud_run cannot set {', '.join(sorted(unknown))}")
+        changes = {**changes, "updated_at": time.time()}
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO cloud_runs (job_id) VALUES (?)", (_sql(job_id),))
+            assigns = ", ".join(f"{k} = ?" for k in changes)
+            db.execute(
+                f"UPDATE cloud_runs SET {assigns} WHERE job_id = ?",
+                [*(_sql(v) for v in changes.values()), _sql(job_id)],
+            )
+            row = db.execute("SELECT * FROM cloud_runs WHERE job_id = ?", (job_id,)).fetchone()
+        return CloudRun(**{f: row[f] for f in _CLOUD_RUN_FIELDS})
 
 
 _UPSERT_METRIC = (
