@@ -32,3 +32,40 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
     doc = json.loads(_read(path))
     assert isinstance(doc, dict)
     return doc
+
+
+class SchemaChecker:
+    """Validates JSON against the document's components (OpenAPI 3.1 = JSON Schema 2020-12),
+    with ``$ref``s resolved through a registry rooted at the whole document."""
+
+    ROOT_URI = "urn:runpod-rest-v2"
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        from jsonschema import Draft202012Validator
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
+
+        self.doc = doc
+        resource = Resource.from_contents(doc, default_specification=DRAFT202012)
+        self._registry: Registry[Any] = Registry().with_resource(self.ROOT_URI, resource)
+        self._validator_class = Draft202012Validator
+        self._cache: dict[str, Any] = {}
+
+    def errors(self, instance: Any, pointer: str) -> list[str]:
+        """Problems of ``instance`` against the schema at ``pointer`` ("#/components/..."),
+        one line each, naming where in the instance."""
+        validator = self._cache.get(pointer)
+        if validator is None:
+            validator = self._validator_class(
+                {"$ref": f"{self.ROOT_URI}{pointer}"},
+                registry=self._registry,
+                format_checker=self._validator_class.FORMAT_CHECKER,
+            )
+            self._cache[pointer] = validator
+        return [
+            f"{'.'.join(str(p) for p in error.absolute_path) or '(body)'}: {error.message}"
+            for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
+        ]
+
+    def component(self, name: str) -> str:
+        return f"#/components/schemas/{name}"
