@@ -14,7 +14,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # The environment a trainer is started with (DESIGN.md §3). A launcher sets these and must
 # never let a value inherited from its own environment through.
@@ -105,17 +105,23 @@ class Alert(BaseModel):
 
     type: AlertType
     job_id: str = Field(min_length=1, max_length=200)
-    user_id: str = Field(default="local", max_length=200)
+    # null is what a contract trainer sends when USER_ID is unset: it means the local user
+    user_id: str | None = Field(default="local", max_length=200)
     model_name: str | None = None
     status: str | None = None
     progress: float | None = None
     current_step: int | None = None
     total_steps: int | None = None
     loss: float | None = None
-    duration: int | None = Field(default=None, description="milliseconds")
+    duration: float | None = Field(default=None, description="milliseconds")
     error_message: str | None = None
     error_type: str | None = None
     message: str | None = None
+
+    @field_validator("user_id")
+    @classmethod
+    def _null_user_is_local(cls, value: str | None) -> str:
+        return "local" if value is None else value
 
 
 def utc_now_iso() -> str:
@@ -123,13 +129,47 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# JSON has no NaN or infinity. These are the one place that says what becomes of them: a
+# sender or a store turns them into null (json_safe), a receiver refuses them by name
+# (non_finite_paths).
+
+
 def finite_or_none(value: Any) -> Any:
-    """JSON has no NaN or infinity: a non-finite float travels as null."""
+    """A non-finite float (NaN, +/-infinity) becomes None; anything else is returned as it is."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float, at any depth of dicts, lists and tuples, as None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return finite_or_none(value)
+
+
+def non_finite_paths(value: Any, prefix: str = "", limit: int = 10) -> list[str]:
+    """Dotted paths (``metrics.0.x.a``) of the non-finite floats inside ``value``, at most
+    ``limit`` of them; ``prefix`` alone (or "(body)") when ``value`` itself is one. Walks with its
+    own stack, so any depth is safe."""
+    found: list[str] = []
+    stack: list[tuple[str, Any]] = [(prefix, value)]
+    while stack and len(found) < limit:
+        path, item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                found.append(path or "(body)")
+        elif isinstance(item, dict):
+            children = [(f"{path}.{k}" if path else str(k), v) for k, v in item.items()]
+            stack.extend(reversed(children))  # popped in document order
+        elif isinstance(item, list | tuple):
+            children = [(f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item)]
+            stack.extend(reversed(children))
+    return found
+
+
 def clean_payload(data: dict[str, Any]) -> dict[str, Any]:
-    """Drop non-finite floats so that the payload is strict JSON."""
-    return {k: finite_or_none(v) for k, v in data.items()}
+    """The payload as strict JSON allows (non-finite floats as None, at any depth)."""
+    return {k: json_safe(v) for k, v in data.items()}

@@ -10,7 +10,6 @@ knows nothing of Qt (app.ui.bridge turns them into signals).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.core.jobs import STATUS_AFTER_ALERT, Job, JobNotFound
 from app.core.store import Store
-from trainer.events import Alert, MetricPoint, MetricsBatch
+from trainer.events import Alert, MetricPoint, MetricsBatch, finite_or_none, non_finite_paths
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,14 @@ def describe_errors(err: ValidationError, prefix: str = "") -> list[str]:
             shown = f" (got {text[:60]}{'...' if len(text) > 60 else ''})"
         lines.append(f"{loc}: {e['msg']}{shown}")
     return lines
+
+
+def refuse_non_finite(data: Any, prefix: str = "") -> None:
+    """InvalidPayload naming every NaN/Infinity in ``data``: JSON has none, and what is stored
+    must be JSON that any reader takes (a NaN in an extra once broke SQLite's json_patch)."""
+    paths = non_finite_paths(data, prefix)
+    if paths:
+        raise InvalidPayload([f"{p}: NaN/Infinity is not JSON; send null instead" for p in paths])
 
 
 def parse_model(model: type[BaseModel], raw: bytes | str | Mapping[str, Any]) -> Any:
@@ -139,7 +146,8 @@ class Ingestor:
     def ingest_metrics(
         self, job_id: str, points: Iterable[MetricPoint | Mapping[str, Any]]
     ) -> IngestResult:
-        """Validate and store points of one job; one notification for the batch."""
+        """Validate and store points of one job; one notification for the batch. InvalidPayload
+        names a field that does not fit, NaN/Infinity included (then nothing is stored)."""
         given = list(points)
         validated = [p for p in given if isinstance(p, MetricPoint)]
         if len(validated) == len(given):
@@ -148,6 +156,7 @@ class Ingestor:
             rows = [_point_dict(p, i) for i, p in enumerate(given)]
         if not rows:
             return IngestResult(job_id, 0)
+        refuse_non_finite(rows, "metrics")
         result = self.store.add_metrics(job_id, rows)  # JobNotFound for an unknown job
         self.notify(IngestEvent("metrics", job_id, points=tuple(rows)))
         return IngestResult(job_id, result.inserted, result.merged)
@@ -156,6 +165,7 @@ class Ingestor:
         """Store an alert, move the job's status as it says, notify. A repeat is stored once."""
         parsed: Alert = alert if isinstance(alert, Alert) else parse_model(Alert, alert)
         data = parsed.model_dump(exclude_none=True)
+        refuse_non_finite(data)
         job_id = parsed.job_id
         if self.store.get_job(job_id) is None:
             raise JobNotFound(job_id)
@@ -176,7 +186,7 @@ class Ingestor:
         if _plausible_step(alert.current_step):
             job = self.store.require_job(job_id)
             changes["current_step"] = max(job.current_step or 0, alert.current_step or 0)
-        if alert.loss is not None and math.isfinite(alert.loss):
+        if finite_or_none(alert.loss) is not None:
             changes["last_loss"] = alert.loss
         if changes:
             self.store.update_job(job_id, **changes)

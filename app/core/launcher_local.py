@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -39,10 +39,15 @@ from app.core.launcher import (
     OutputCallback,
     ReceiverAddress,
     contract_env,
+    output_dir_conflict,
     resume_config,
+    secret_free_env_view,
+    work_dir_of,
 )
+from app.core.processes import process_start_time, same_process
 from app.core.store import Store
 from app.core.tokens import hash_token, new_job_token
+from app.core.trainer_python import clean_environment
 from trainer.config import ConfigError, RunConfig, parse_config
 from trainer.events import EVENT_LOG_NAME
 
@@ -50,79 +55,11 @@ log = logging.getLogger(__name__)
 
 LOG_NAME = "trainer.log"
 CONFIG_NAME = "config.json"
-# A frozen app points these at its own folder; a trainer must use its own Python's.
-LEAKY_VARIABLES = ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "PYTHONHOME", "PYTHONPATH")
 DEFAULT_GRACE_S = 60.0
 ERROR_TAIL_LINES = 15
 # a queued job without a pid younger than this may be starting in another Tunedeck process
 STARTING_S = 60.0
 _READ_CHUNK = 1 << 20
-
-
-def clean_environment(parent: Mapping[str, str]) -> dict[str, str]:
-    """The parent's environment without library paths that would break another Python, and
-    without contract variables the parent itself may have been given."""
-    env = {k: v for k, v in parent.items() if k not in LEAKY_VARIABLES}
-    for name in CONTRACT_VARIABLES:
-        env.pop(name, None)
-    # PyInstaller keeps the user's own value here; give that back
-    for name in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
-        original = parent.get(f"{name}_ORIG")
-        if original:
-            env[name] = original
-        env.pop(f"{name}_ORIG", None)
-    env["PYTHONUNBUFFERED"] = "1"  # log lines as they are written, not at exit
-    return env
-
-
-def process_start_time(pid: int) -> float | None:
-    """When ``pid`` started (seconds since the epoch), or None when there is no such process.
-
-    On Linux from /proc, precise enough to tell a reused pid from the original; elsewhere only
-    whether the pid exists (then 0.0).
-    """
-    stat = Path(f"/proc/{pid}/stat")
-    if Path("/proc/self/stat").exists():
-        try:
-            fields_after_name = stat.read_text().rsplit(")", 1)[1].split()
-            ticks = int(fields_after_name[19])  # field 22 of stat: starttime, in clock ticks
-            return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return 0.0
-    return 0.0
-
-
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def same_process(pid: int, started_at: float | None) -> bool:
-    """Whether ``pid`` is still the process that started at ``started_at`` (not a reuse)."""
-    now_started = process_start_time(pid)
-    if now_started is None:
-        return False
-    if not started_at or not now_started:
-        return True  # nothing to compare with: trust the pid
-    if _is_zombie(pid):
-        return False
-    return abs(now_started - started_at) < 1.0
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state in ("Z", "X")
 
 
 @dataclass
@@ -159,6 +96,7 @@ class LocalLauncher:
         on_output: OutputCallback | None = None,
         on_exit: ExitCallback | None = None,
         hf_token: str | None = None,
+        hf_token_source: Callable[[], Awaitable[str | None]] | None = None,
         extra_env: Mapping[str, str] | None = None,
         grace_s: float = DEFAULT_GRACE_S,
         poll_s: float = 0.2,
@@ -172,6 +110,8 @@ class LocalLauncher:
         self.on_output = on_output
         self.on_exit = on_exit
         self.hf_token = hf_token
+        # asked at every start, so that a token saved in Settings is used by the next run
+        self.hf_token_source = hf_token_source
         self.extra_env = dict(extra_env or {})
         self.grace_s = grace_s  # what cancel() gives a trainer when the caller does not say
         self.poll_s = poll_s
@@ -189,13 +129,43 @@ class LocalLauncher:
             job_id,
         ]
 
-    def environment(self, job: Job, token: str) -> dict[str, str]:
+    def environment(
+        self, job: Job, token: str, cfg: RunConfig, hf_token: str | None = None
+    ) -> dict[str, str]:
         env = clean_environment(os.environ)
         env.update(self.extra_env)
-        env.update(contract_env(job, token=token, receiver=self.receiver, hf_token=self.hf_token))
+        env.update(
+            contract_env(
+                job,
+                token=token,
+                receiver=self.receiver,
+                cfg=cfg,
+                hf_token=hf_token or self.hf_token,
+            )
+        )
         return env
 
-    async def start(self, job: Job, cfg: RunConfig) -> None:
+    def _may_be_running(self, job: Job) -> bool:
+        run = self._runs.get(job.id)
+        if run is not None:
+            return not run.done.is_set()
+        if job.pid is not None:
+            return same_process(job.pid, job.pid_started_at)
+        # a queued job without a pid may be starting in another Tunedeck process right now
+        return job.status == "queued" and time.time() - job.created_at < STARTING_S
+
+    def _refuse_shared_output(self, job_id: str, output_dir: Path) -> None:
+        other = output_dir_conflict(self.store, job_id, output_dir, self._may_be_running)
+        if other is not None:
+            raise LaunchError(
+                f"job {other.id} ({other.name}) is {other.status} and writes to {output_dir}; "
+                "two runs in one output folder would mix their metrics and checkpoints",
+                f"Choose another output folder (output.output_dir), or wait until job {other.id} "
+                "has ended (or cancel it).",
+            )
+
+    async def start(self, job: Job, cfg: RunConfig, *, work_dir: Path | None = None) -> None:
+        """Start a queued job's trainer in ``work_dir`` (default: the launcher's ``base_dir``)."""
         current = self.store.require_job(job.id)
         if current.status != "queued":
             raise LaunchError(
@@ -204,14 +174,17 @@ class LocalLauncher:
             )
         if job.id in self._runs and not self._runs[job.id].done.is_set():
             raise LaunchError(f"job {job.id} is already running", "Cancel it first.")
+        work_dir = work_dir or self.base_dir
+        output_dir = cfg.resolved_output_dir(work_dir)
+        self._refuse_shared_output(job.id, output_dir)
+        hf_token = await self.hf_token_source() if self.hf_token_source is not None else None
         folder = paths.job_dir(job.id)
         folder.mkdir(parents=True, exist_ok=True)
-        self.base_dir.mkdir(parents=True, exist_ok=True)  # the trainer's working folder
+        work_dir.mkdir(parents=True, exist_ok=True)
         config_path = folder / CONFIG_NAME
         config_text = cfg.to_json()  # RunConfig holds no secrets: they travel in the environment
         config_path.write_text(config_text, encoding="utf-8")
         log_path = folder / LOG_NAME
-        output_dir = cfg.resolved_output_dir(self.base_dir)
         token = new_job_token()
         # the token must be known before the trainer can post its first alert
         self.store.update_job(
@@ -224,13 +197,17 @@ class LocalLauncher:
         )
         command = self.command(config_path, job.id)
         events_offset = _size(output_dir / EVENT_LOG_NAME)
+        env = self.environment(current, token, cfg, hf_token)
+        view = secret_free_env_view({k: env[k] for k in CONTRACT_VARIABLES if k in env})
+        shown = " ".join(f"{k}={v}" for k, v in view.items())
         with log_path.open("ab") as log_file:
             log_file.write(
-                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting job {job.id}\n".encode()
+                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting job {job.id} in {work_dir}\n"
+                f"--- environment: {shown}\n".encode()
             )
             log_file.flush()
             offset = log_file.tell()
-            proc = self._spawn(command, self.environment(current, token), log_file)
+            proc = self._spawn(command, env, log_file, work_dir)
         started_at = process_start_time(proc.pid)
         job_now = self.store.update_job(job.id, pid=proc.pid, pid_started_at=started_at)
         log.info("started job %s as pid %s: %s", job.id, proc.pid, " ".join(command))
@@ -240,7 +217,7 @@ class LocalLauncher:
         self.ingestor.job_changed(job_now)
 
     def _spawn(
-        self, command: list[str], env: dict[str, str], log_file: IO[bytes]
+        self, command: list[str], env: dict[str, str], log_file: IO[bytes], cwd: Path
     ) -> subprocess.Popen[bytes]:
         # its own session (process group on Windows): it survives the app, and a terminal's
         # Ctrl-C reaches only us; we pass it on as a clean cancel
@@ -253,7 +230,7 @@ class LocalLauncher:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                cwd=self.base_dir,
+                cwd=cwd,
                 env=env,
                 start_new_session=sys.platform != "win32",
                 creationflags=creationflags,
@@ -286,9 +263,12 @@ class LocalLauncher:
                 f"job {job_id}'s trainer is still finishing (saving its checkpoint)",
                 "Wait until its process has exited, then resume.",
             )
+        # where the job first ran, whoever resumes it: its checkpoints are there
+        work_dir = work_dir_of(job, cfg, self.base_dir)
+        self._refuse_shared_output(job_id, cfg.resolved_output_dir(work_dir))  # before reopening
         self.store.reopen_job(job_id)
         job = self.store.update_job(job_id, config_json=cfg.to_json())
-        await self.start(job, cfg)
+        await self.start(job, cfg, work_dir=work_dir)
         return self.store.require_job(job_id)
 
     # -- follow --------------------------------------------------------------------------------
@@ -502,12 +482,14 @@ def events_of_job(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Metric points and alerts of ``job_id`` in an event log, from byte ``offset``.
 
-    Metric lines carry no job id: they belong to the job whose alert came last before them
-    (every run starts with job_started), so a folder shared by several jobs is read correctly.
+    Every line of a current trainer names its job at top level (``job_id``); lines of another
+    job are skipped, so a folder that several jobs wrote to is read correctly. A line without
+    ``job_id`` comes from an older trainer: it is taken as this job's, because the launcher
+    refuses to start a second run into a folder a running job uses, and the caller reads from
+    where this run's events began, so such a trainer had the folder (from ``offset`` on) alone.
     """
     points: list[dict[str, Any]] = []
     alerts: list[dict[str, Any]] = []
-    ours = False
     with path.open("rb") as f:
         f.seek(offset)
         for raw in f:
@@ -518,11 +500,12 @@ def events_of_job(
             data = event.get("data") if isinstance(event, dict) else None
             if not isinstance(data, dict):
                 continue
-            if event.get("kind") == "alert":
-                ours = data.get("job_id") == job_id
-                if ours:
-                    alerts.append(data)
-            elif event.get("kind") == "metric" and ours and "step" in data:
+            owner = event.get("job_id")
+            if owner is not None and owner != job_id:
+                continue
+            if event.get("kind") == "alert" and data.get("job_id", job_id) == job_id:
+                alerts.append(data)
+            elif event.get("kind") == "metric" and "step" in data:
                 points.append(data)
     return points, alerts
 

@@ -4,9 +4,18 @@ An aiohttp app (``create_app``) and ``ReceiverServer`` that runs it on whatever 
 current: the GUI's qasync loop, or plain asyncio for ``tunedeck run``. Every body goes through the
 one ``Ingestor``. Bound to 127.0.0.1 unless configured otherwise (a warning is logged then).
 
-Statuses: 200 with a small JSON; 401 for missing or wrong credentials (never which part);
-404 for an unknown job; 413 for a body over the limit; 422 naming the field that does not fit.
-Nothing a client sends produces a 500: a 500 is a bug, logged with its traceback.
+Statuses: 200 with a small JSON; 401 for missing or wrong credentials (never which part, and
+the same for an unknown job); 404 for an unknown job, only to a holder of the install key; 408
+for a body that does not arrive within ``read_timeout_s``; 410 ``job_closed`` for metrics of a job
+that ended more than ``RECENT_JOB_S`` ago; 413 for a body over the limit; 422 naming the field
+that does not fit (NaN/Infinity included). The order of the checks, credentials first, is in
+``app.core.receiver_auth``. Nothing a client sends produces a 500: a 500 is a bug, logged with
+its traceback. Every JSON answer is strict JSON (no NaN literal).
+
+A slow client is bounded: a connection that has not sent a whole request head within
+``read_timeout_s`` of opening (or of its last answer) is closed, and so is one whose body takes
+longer than that; other connections are served meanwhile (each is a task on the loop).
+The Content-Type is not checked: a body is read as JSON whatever it says.
 """
 
 from __future__ import annotations
@@ -14,16 +23,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from app.core.ingest import Ingestor, InvalidPayload, parse_model
 from app.core.jobs import Job, JobNotFound, is_final
+from app.core.receiver_auth import bearer, holds_install_key, token_of_some_job, token_opens
+from app.core.receiver_http import (
+    error_reply,
+    errors_as_json,
+    invalid,
+    json_reply,
+    not_found,
+    read_body,
+    unauthorized,
+)
 from app.core.receiver_openapi import load_openapi
 from app.core.settings import receiver_host_warning
 from app.core.store import Store
-from app.core.tokens import key_matches, token_matches
 from trainer.events import ALERTS_PATH, METRICS_PATH, Alert, MetricsBatch
 
 log = logging.getLogger(__name__)
@@ -32,63 +49,31 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 # A finished job still takes metrics this long: a trainer flushes its last batches after the
 # final alert, and may resend after a receiver restart.
 RECENT_JOB_S = 3600.0
+# A request head, or a body, that takes longer than this to arrive is cut off (a slow client).
+READ_TIMEOUT_S = 30.0
+# After an answer sent before the body was read (401, 408), what is left of it is drained for at
+# most this long, so that the client sees the answer rather than a reset; then the socket closes.
+LINGER_S = 2.0
 
 STORE_KEY = web.AppKey("store", Store)
 INGESTOR_KEY = web.AppKey("ingestor", Ingestor)
 API_KEY = web.AppKey("api_key", str)
+READ_TIMEOUT_KEY = web.AppKey("read_timeout_s", float)
 OPENAPI_KEY = web.AppKey("openapi", bytes)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-
-def _error(status: int, error: str, detail: str, **headers: str) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
-
-
-def _unauthorized() -> web.Response:
-    return _error(
-        401,
-        "unauthorized",
-        "missing or wrong credentials",
-        **{"WWW-Authenticate": 'Bearer realm="tunedeck"'},
+def _closed(job: Job) -> web.Response:
+    return error_reply(
+        410,
+        "job_closed",
+        f"job {job.id!r} ended more than {RECENT_JOB_S:.0f} s ago; it takes no more metrics",
     )
 
 
-def _not_found(job_id: str) -> web.Response:
-    return _error(404, "unknown_job", f"no job {job_id!r} on this receiver")
-
-
-@web.middleware
-async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        # aiohttp's own answers (404 route, 405 method, 413 body) in the same JSON shape
-        reason = exc.reason.lower().replace(" ", "_")
-        return _error(exc.status, reason, exc.text or exc.reason)
-    except Exception:
-        log.exception("receiver bug while answering %s %s", request.method, request.path)
-        return _error(500, "internal", "the receiver failed; see its log")
-
-
 async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_BODY_BYTES,
-            actual_size=request.content_length,
-            text=f"body over the limit of {MAX_BODY_BYTES} bytes",
-        )
-    return await request.read()  # raises 413 past client_max_size when no length was given
-
-
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    return await read_body(
+        request, max_bytes=MAX_BODY_BYTES, timeout_s=request.app[READ_TIMEOUT_KEY]
+    )
 
 
 def _accepts_metrics(job: Job, now: float) -> bool:
@@ -98,64 +83,68 @@ def _accepts_metrics(job: Job, now: float) -> bool:
 
 
 async def post_metrics(request: web.Request) -> web.Response:
-    token = _bearer(request)
+    store = request.app[STORE_KEY]
+    token = bearer(request)
     if token is None:
-        return _unauthorized()
+        return unauthorized()
     body = await _read_body(request)
     try:
         batch: MetricsBatch = parse_model(MetricsBatch, body)
     except InvalidPayload as err:
-        return _error(422, "invalid", "; ".join(err.problems))
-    store = request.app[STORE_KEY]
-    job = store.get_job(batch.job_id)
+        # the job is named in the body: a token of no job learns nothing about the body
+        return invalid(err.problems) if token_of_some_job(store, token) else unauthorized()
+    job = token_opens(store, token, batch.job_id)
     if job is None:
-        return _not_found(batch.job_id)
-    if not token_matches(token, job.token_hash) or not _accepts_metrics(job, time.time()):
-        return _unauthorized()
+        return unauthorized()
+    if not _accepts_metrics(job, time.time()):
+        return _closed(job)
     try:
-        result = request.app[INGESTOR_KEY].ingest_metrics(batch.job_id, batch.metrics)
+        result = request.app[INGESTOR_KEY].ingest_metrics(job.id, batch.metrics)
+    except InvalidPayload as err:
+        return invalid(err.problems)
     except JobNotFound:  # deleted between the check and the write
-        return _not_found(batch.job_id)
-    return web.json_response(
-        {"ok": True, "job_id": batch.job_id, "stored": result.stored, "merged": result.merged}
+        return not_found(job.id)
+    return json_reply(
+        {"ok": True, "job_id": job.id, "stored": result.stored, "merged": result.merged}
     )
 
 
 async def post_alert(request: web.Request) -> web.Response:
-    if not key_matches(request.headers.get("X-API-Key", ""), request.app[API_KEY]):
-        return _unauthorized()
+    """The install key opens every job's alerts; a job's token opens its own (decision 2)."""
+    store = request.app[STORE_KEY]
+    keyed = holds_install_key(request, request.app[API_KEY])
+    token = None if keyed else bearer(request)
+    if not keyed and token is None:
+        return unauthorized()
     body = await _read_body(request)
     try:
         alert: Alert = parse_model(Alert, body)
     except InvalidPayload as err:
-        return _error(422, "invalid", "; ".join(err.problems))
+        if keyed or (token is not None and token_of_some_job(store, token)):
+            return invalid(err.problems)
+        return unauthorized()
+    if token is not None and token_opens(store, token, alert.job_id) is None:
+        return unauthorized()
     try:
         result = request.app[INGESTOR_KEY].ingest_alert(alert)
+    except InvalidPayload as err:
+        return invalid(err.problems)
     except JobNotFound:
-        return _not_found(alert.job_id)
+        return not_found(alert.job_id)
     status = result.job.status if result.job else None
-    return web.json_response(
+    return json_reply(
         {"ok": True, "job_id": alert.job_id, "stored": bool(result.stored), "status": status}
     )
 
 
-def _reader_allowed(request: web.Request, job: Job) -> bool:
-    """Read endpoints take the API key, or the job's own token."""
-    if key_matches(request.headers.get("X-API-Key", ""), request.app[API_KEY]):
-        return True
-    token = _bearer(request)
-    return token is not None and token_matches(token, job.token_hash)
-
-
 def _job_for_reading(request: web.Request) -> Job | web.Response:
-    job = request.app[STORE_KEY].get_job(request.match_info["job_id"])
-    if job is None:
-        if request.headers.get("X-API-Key") is None and _bearer(request) is None:
-            return _unauthorized()
-        return _not_found(request.match_info["job_id"])
-    if not _reader_allowed(request, job):
-        return _unauthorized()
-    return job
+    """Read endpoints take the install key (404 for an unknown job), or the job's own token."""
+    store, job_id = request.app[STORE_KEY], request.match_info["job_id"]
+    if holds_install_key(request, request.app[API_KEY]):
+        return store.get_job(job_id) or not_found(job_id)
+    token = bearer(request)
+    job = token_opens(store, token, job_id) if token is not None else None
+    return job or unauthorized()
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -166,34 +155,37 @@ async def get_metrics(request: web.Request) -> web.Response:
     try:
         after_step = int(after) if after is not None else None
     except ValueError:
-        return _error(422, "invalid", f"after_step: must be an integer (got {after!r})")
+        return error_reply(422, "invalid", f"after_step: must be an integer (got {after!r})")
     if after_step is not None and not -(2**62) < after_step < 2**62:
-        return _error(422, "invalid", f"after_step: out of range (got {after!r})")
+        return error_reply(422, "invalid", f"after_step: out of range (got {after!r})")
     points = request.app[STORE_KEY].metrics(job.id, after_step=after_step)
-    return web.json_response({"job_id": job.id, "metrics": points})
+    return json_reply({"job_id": job.id, "metrics": points})
 
 
 async def get_alerts(request: web.Request) -> web.Response:
     job = _job_for_reading(request)
     if isinstance(job, web.Response):
         return job
-    return web.json_response({"job_id": job.id, "alerts": request.app[STORE_KEY].alerts(job.id)})
+    return json_reply({"job_id": job.id, "alerts": request.app[STORE_KEY].alerts(job.id)})
 
 
 async def get_health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "service": "tunedeck-receiver"})
+    return json_reply({"status": "ok", "service": "tunedeck-receiver"})
 
 
 async def get_openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI_KEY], content_type="application/json")
 
 
-def create_app(ingestor: Ingestor, store: Store, *, api_key: str) -> web.Application:
+def create_app(
+    ingestor: Ingestor, store: Store, *, api_key: str, read_timeout_s: float = READ_TIMEOUT_S
+) -> web.Application:
     """The receiver's aiohttp application (handy on its own for aiohttp's test client)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_errors_as_json])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[errors_as_json])
     app[STORE_KEY] = store
     app[INGESTOR_KEY] = ingestor
     app[API_KEY] = api_key
+    app[READ_TIMEOUT_KEY] = float(read_timeout_s)
     app[OPENAPI_KEY] = json.dumps(load_openapi()).encode("utf-8")
     app.router.add_post(METRICS_PATH, post_metrics)
     app.router.add_post(ALERTS_PATH, post_alert)
@@ -208,7 +200,8 @@ class ReceiverServer:
     """The receiver on the current asyncio loop: ``port = await start()``, ``await stop()``.
 
     ``port`` is the preferred one; when it is taken, a free port is used instead (0 asks for a
-    free port outright). ``url`` is what a trainer on this machine posts to.
+    free port outright). ``url`` is what a trainer on this machine posts to. ``read_timeout_s``
+    bounds a slow client (see the module's docstring).
     """
 
     def __init__(
@@ -219,6 +212,7 @@ class ReceiverServer:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         if not api_key:
             raise ValueError("the receiver needs an API key for alerts")
@@ -227,6 +221,7 @@ class ReceiverServer:
         self.host = host
         self.preferred_port = port
         self.api_key = api_key
+        self.read_timeout_s = read_timeout_s
         self.port: int | None = None
         self.fell_back = False
         self._runner: web.AppRunner | None = None
@@ -259,8 +254,18 @@ class ReceiverServer:
         warning = receiver_host_warning(self.host)
         if warning:
             log.warning("%s", warning)
-        app = create_app(self.ingestor, self.store, api_key=self.api_key)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        app = create_app(
+            self.ingestor, self.store, api_key=self.api_key, read_timeout_s=self.read_timeout_s
+        )
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            # also bounds a request head that trickles in: the timer runs until a whole
+            # head has arrived (aiohttp closes a connection still waiting for one)
+            keepalive_timeout=self.read_timeout_s,
+            lingering_time=min(LINGER_S, self.read_timeout_s),
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.preferred_port, backlog=512)

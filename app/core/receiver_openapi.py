@@ -76,10 +76,13 @@ def _schemas() -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     words = {
-        401: "Missing or wrong credentials (the response never says which part).",
-        404: "Unknown job.",
+        401: "Missing or wrong credentials, or a job the token does not open (the response "
+        "never says which part, nor whether the job exists).",
+        404: "Unknown job (only to a holder of the install key).",
+        408: "The body did not arrive in time (a slow client is cut off).",
+        410: "The job ended too long ago; it takes no more metrics (error `job_closed`).",
         413: "Body over the size limit.",
-        422: "The body does not fit the schema; `detail` names the field.",
+        422: "The body does not fit the schema, or holds NaN/Infinity; `detail` names the field.",
     }
     content = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
     return {str(s): {"description": words[s], "content": content} for s in statuses}
@@ -143,18 +146,18 @@ def build_openapi() -> dict[str, Any]:
                     "requestBody": _json_body("MetricsBatch"),
                     "responses": {
                         **_ok("MetricsAccepted", "Stored; a repeated step fills in."),
-                        **_errors(401, 404, 413, 422),
+                        **_errors(401, 404, 408, 410, 413, 422),
                     },
                 }
             },
             ALERTS_PATH: {
                 "post": {
-                    "summary": "An alert about a job",
-                    "security": [{"apiKey": []}],
+                    "summary": "An alert about a job (the install key, or that job's own token)",
+                    "security": [{"apiKey": []}, {"bearer": []}],
                     "requestBody": _json_body("Alert"),
                     "responses": {
                         **_ok("AlertAccepted", "Stored; the job's status follows the alert."),
-                        **_errors(401, 404, 413, 422),
+                        **_errors(401, 404, 408, 413, 422),
                     },
                 }
             },

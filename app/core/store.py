@@ -11,12 +11,11 @@ and a launcher may all touch the store.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 from app.core import paths
 from app.core.jobs import JOB_FIELDS, Job, JobNotFound, can_move, is_final
-from trainer.events import METRIC_FIELDS
+from trainer.events import METRIC_FIELDS, finite_or_none, json_safe
 
 # The named columns of a metric point; anything else a trainer sends goes to ``extras`` (JSON).
 METRIC_COLUMNS: tuple[str, ...] = (*METRIC_FIELDS, "timestamp")
@@ -34,7 +33,45 @@ _METRIC_COLUMN_SQL = ",\n    ".join(
     f"{c} TEXT" if c == "timestamp" else f"{c} REAL" for c in METRIC_COLUMNS
 )
 
-MIGRATIONS: tuple[str, ...] = (
+
+def _load_json(text: str) -> Any:
+    """Stored JSON; a NaN or Infinity an older Tunedeck wrote in it reads as null."""
+    return json.loads(text, parse_constant=lambda _constant: None)
+
+
+def _dump_json(value: Any, *, sort_keys: bool = False) -> str:
+    """Strict JSON (no NaN): non-finite floats at any depth become null."""
+    return json.dumps(json_safe(value), allow_nan=False, sort_keys=sort_keys)
+
+
+def _repair_non_json(db: sqlite3.Connection) -> None:
+    """Rewrite extras and alert payloads that are not strict JSON (an older Tunedeck stored a
+    NaN nested in an extra as the text NaN, on which json_patch fails)."""
+    bad = db.execute(
+        "SELECT job_id, step, extras FROM metrics "
+        "WHERE extras IS NOT NULL AND NOT json_valid(extras)"
+    ).fetchall()
+    for job_id, step, extras in bad:
+        try:
+            fixed: str | None = _dump_json(_load_json(extras))
+        except ValueError:  # not JSON at all: nothing of it can be read back
+            fixed = None
+        db.execute(
+            "UPDATE metrics SET extras = ? WHERE job_id = ? AND step = ?", (fixed, job_id, step)
+        )
+    bad = db.execute("SELECT id, payload FROM alerts WHERE NOT json_valid(payload)").fetchall()
+    for row_id, payload in bad:
+        try:
+            fixed_payload = _dump_json(_load_json(payload), sort_keys=True)
+        except ValueError:
+            fixed_payload = "{}"
+        # OR REPLACE: once repaired, it may equal an alert stored since; one of them stays
+        db.execute("UPDATE OR REPLACE alerts SET payload = ? WHERE id = ?", (fixed_payload, row_id))
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: the first schema
     f"""
 CREATE TABLE jobs (
@@ -103,6 +140,10 @@ CREATE TABLE cloud_runs (
     updated_at REAL
 );
 """,
+    # 3: a job found by its token's hash (the receiver's credential check)
+    "CREATE INDEX jobs_token_hash ON jobs(token_hash)",
+    # 4: stored JSON is strict JSON
+    _repair_non_json,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -168,13 +209,6 @@ def _sql(value: Any) -> Any:
     return value
 
 
-def _finite(value: Any) -> Any:
-    # SQLite and JSON have no NaN: a non-finite number is stored as missing
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 class Store:
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else paths.store_path()
@@ -236,10 +270,14 @@ class Store:
                 "Update Tunedeck, or point TUNEDECK_DATA_DIR at another folder.",
             )
         for number in range(version, SCHEMA_VERSION):
+            migration = MIGRATIONS[number]
             with self._transaction() as db:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                if callable(migration):
+                    migration(db)
+                else:
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -281,6 +319,14 @@ class Store:
     def get_job(self, job_id: str) -> Job | None:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (_sql(job_id),))
         return _job(rows[0]) if rows else None
+
+    def token_in_use(self, token_hash: str) -> bool:
+        """True when some job's token has this hash (the receiver asks it of a bearer token
+        whose body names no job it can read)."""
+        if not token_hash:
+            return False
+        rows = self._query("SELECT 1 FROM jobs WHERE token_hash = ? LIMIT 1", (token_hash,))
+        return bool(rows)
 
     def require_job(self, job_id: str) -> Job:
         job = self.get_job(job_id)
@@ -392,12 +438,10 @@ class Store:
                     continue
                 column = _COLUMN_INDEX.get(key)
                 if column is None:
-                    extras[key] = _finite(value)
-                elif type(value) is float:  # the common case, kept cheap
-                    values[column] = value if math.isfinite(value) else None
-                else:
-                    values[column] = _sql(_finite(value))
-            rows.append((job_id, step, *values, json.dumps(extras) if extras else None, now))
+                    extras[key] = value
+                else:  # SQLite has no NaN: a non-finite figure is stored as missing
+                    values[column] = _sql(finite_or_none(value))
+            rows.append((job_id, step, *values, _dump_json(extras) if extras else None, now))
             last_step = step if last_step is None else max(last_step, step)
             loss = values[_COLUMN_INDEX["train_loss"]]
             if loss is not None and (last_loss is None or step >= last_loss[1]):
@@ -432,7 +476,7 @@ class Store:
             args.append(after_step)
         out = []
         for row in self._query(sql + " ORDER BY step", args):
-            point: dict[str, Any] = json.loads(row["extras"]) if row["extras"] else {}
+            point: dict[str, Any] = _load_json(row["extras"]) if row["extras"] else {}
             point.update({c: row[c] for c in METRIC_COLUMNS if row[c] is not None})
             point["step"] = row["step"]
             out.append(point)
@@ -447,8 +491,8 @@ class Store:
     def add_alert(self, alert: Mapping[str, Any]) -> bool:
         """Store an alert (``type`` and ``job_id`` required). False when the very same alert
         was stored already (a trainer resending after a lost response)."""
-        payload = json.dumps(
-            {k: _finite(v) for k, v in alert.items() if v is not None}, sort_keys=True
+        payload = _dump_json(
+            {k: v for k, v in json_safe(dict(alert)).items() if v is not None}, sort_keys=True
         )
         job_id = _sql(alert["job_id"])
         with self._transaction() as db:
@@ -469,7 +513,7 @@ class Store:
             args.append(_sql(job_id))
         out = []
         for row in self._query(sql + " ORDER BY id", args):
-            alert = json.loads(row["payload"])
+            alert = _load_json(row["payload"])
             alert["id"] = row["id"]
             alert["received_at"] = row["received_at"]
             out.append(alert)

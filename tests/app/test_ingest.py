@@ -81,3 +81,49 @@ def test_a_failing_subscriber_does_not_stop_ingest(
     unsubscribe()
     ingestor.ingest_metrics(job.id, [{"step": 2}])
     assert seen == ["metrics"] and store.metric_count(job.id) == 2
+
+
+@pytest.mark.parametrize(
+    ("point", "field"),
+    [
+        ({"step": 1, "x": {"a": float("nan")}}, "metrics.0.x.a"),
+        ({"step": 1, "train_loss": float("inf")}, "metrics.0.train_loss"),
+        ({"step": 1, "deep": [[{"z": -float("inf")}]]}, "metrics.0.deep.0.0.z"),
+    ],
+)
+def test_non_finite_anywhere_in_a_point_is_refused_by_name(
+    store: Store, point: dict, field: str
+) -> None:
+    """Issue 8, defect 1: JSON has no NaN; what cannot be stored as JSON is refused."""
+    job = store.create_job(name="a", method="sft", model="m")
+    with pytest.raises(InvalidPayload) as err:
+        Ingestor(store).ingest_metrics(job.id, [{"step": 0}, point])
+    assert err.value.problems[0].startswith(field.replace(".0.", ".1.", 1) + ": NaN/Infinity")
+    assert store.metric_count(job.id) == 0
+
+
+def test_non_finite_in_an_alert_is_refused_by_name(store: Store) -> None:
+    job = store.create_job(name="a", method="sft", model="m")
+    with pytest.raises(InvalidPayload) as err:
+        Ingestor(store).ingest_alert(
+            {"type": "loss_spike", "job_id": job.id, "detail": {"losses": [1.0, float("nan")]}}
+        )
+    assert err.value.problems == ["detail.losses.1: NaN/Infinity is not JSON; send null instead"]
+    assert store.alerts() == []
+
+
+def test_what_contract_trainers_send_in_alerts_is_accepted(store: Store) -> None:
+    """Issue 8, defect 16: a null user_id, a fractional duration, string extras."""
+    job = store.create_job(name="a", method="sft", model="m")
+    Ingestor(store).ingest_alert(
+        {
+            "type": "loss_spike",
+            "job_id": job.id,
+            "user_id": None,
+            "duration": 1234.5,
+            "loss_trend": "rising",
+        }
+    )
+    [stored] = store.alerts(job.id)
+    assert stored["user_id"] == "local"
+    assert stored["duration"] == 1234.5 and stored["loss_trend"] == "rising"

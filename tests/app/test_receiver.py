@@ -151,6 +151,8 @@ def test_every_error_status(store: Store, job: TokenJob) -> None:
             await check("no key", a, full_alert("job_started", job.id), {})
             await check("wrong key", a, full_alert("job_started", job.id), {"X-API-Key": "x"})
             await check("unknown job metrics", m, {**ok_body, "job_id": "ghost"}, job.bearer)
+            await check("bad body, wrong token", m, b"{not json", {"Authorization": "Bearer x"})
+            await check("bad alert, wrong key", a, {"type": "party"}, {"X-API-Key": "x"})
             await check("unknown job alert", a, full_alert("job_started", "ghost"), KEY)
             big = b'{"job_id": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}'
             await check("too big", m, big, job.bearer)
@@ -179,10 +181,12 @@ def test_every_error_status(store: Store, job: TokenJob) -> None:
         "not bearer": 401,
         "wrong token": 401,
         "another job's token": 401,
-        "finished long ago": 401,
+        "finished long ago": 410,
         "no key": 401,
         "wrong key": 401,
-        "unknown job metrics": 404,
+        "unknown job metrics": 401,
+        "bad body, wrong token": 401,
+        "bad alert, wrong key": 401,
         "unknown job alert": 404,
         "too big": 413,
         "too big, chunked": 413,
@@ -201,6 +205,8 @@ def test_every_error_status(store: Store, job: TokenJob) -> None:
     assert results["no job id"][1]["detail"].startswith("job_id: Field required")
     assert "type:" in results["bad type"][1]["detail"]
     assert results["bad duration"][1]["detail"].startswith("duration:")
+    assert results["finished long ago"][1]["error"] == "job_closed"
+    assert old.id in results["finished long ago"][1]["detail"]
     assert store.metric_count(job.id) == 0 and store.alerts() == []
 
 
@@ -307,3 +313,97 @@ def test_another_bind_address_is_warned_about(
         asyncio.run(server.start())
     assert "other machines can reach it" in caplog.text
     assert not server.running
+
+
+def test_nan_nested_in_an_extra_is_refused_by_name_and_never_served(
+    store: Store, job: TokenJob
+) -> None:
+    """Issue 8, defect 1: a nested NaN was stored as text; the step again gave a 500."""
+    raw = b'{"job_id": "%s", "metrics": [{"step": 3, "x": {"a": NaN}}]}' % job.id.encode()
+
+    async def scenario() -> tuple[list[tuple[int, dict[str, Any]]], str]:
+        async with serve(store) as server, aiohttp.ClientSession() as s:
+            answers = [await post(s, server.metrics_url, raw, job.bearer) for _ in range(2)]
+            ok = {"job_id": job.id, "metrics": [{"step": 3, "x": {"a": 1.5}}]}
+            answers.append(await post(s, server.metrics_url, ok, job.bearer))
+            async with s.get(f"{server.url}/api/jobs/{job.id}/metrics", headers=KEY) as resp:
+                text = await resp.text()
+        return answers, text
+
+    answers, served = asyncio.run(scenario())
+    assert [status for status, _ in answers] == [422, 422, 200]
+    assert answers[0][1]["detail"].startswith("metrics.0.x.a: NaN/Infinity is not JSON")
+    assert json.loads(served)["metrics"] == [{"step": 3, "x": {"a": 1.5}}]
+
+
+def test_a_named_field_that_is_nan_is_refused_by_name(store: Store, job: TokenJob) -> None:
+    raw = b'{"job_id": "%s", "metrics": [{"step": 1, "train_loss": Infinity}]}' % job.id.encode()
+
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        async with serve(store) as server, aiohttp.ClientSession() as s:
+            return await post(s, server.metrics_url, raw, job.bearer)
+
+    status, reply = asyncio.run(scenario())
+    assert status == 422 and reply["detail"].startswith("metrics.0.train_loss: NaN/Infinity")
+    assert store.metric_count(job.id) == 0
+
+
+def test_a_jobs_own_token_posts_its_alerts_and_no_other_jobs(store: Store, job: TokenJob) -> None:
+    """Issue 8, defect 7 (decision 2): a reattached run without the session's API key."""
+    other = make_job(store, "other")
+
+    async def scenario() -> list[int]:
+        async with serve(store) as server, aiohttp.ClientSession() as s:
+            a = server.alerts_url
+            own = await post(s, a, full_alert("job_started", job.id), job.bearer)
+            foreign = await post(s, a, full_alert("job_failed", other.id), job.bearer)
+            ghost = await post(s, a, full_alert("job_failed", "ghost"), job.bearer)
+            keyed = await post(s, a, full_alert("job_started", other.id), KEY)
+            return [own[0], foreign[0], ghost[0], keyed[0]]
+
+    assert asyncio.run(scenario()) == [200, 401, 401, 200]
+    assert store.require_job(job.id).status == "running"
+    assert store.require_job(other.id).status == "running"  # started by the key, not failed
+    assert [a["type"] for a in store.alerts(other.id)] == ["job_started"]
+
+
+def test_an_unknown_job_and_a_wrong_token_answer_alike(store: Store, job: TokenJob) -> None:
+    """Issue 8, defect 9: any bearer string learned which job ids exist."""
+    wrong = {"Authorization": "Bearer not-the-token"}
+
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
+        async with serve(store) as server, aiohttp.ClientSession() as s:
+            m = server.metrics_url
+            point = [{"step": 1}]
+            return [
+                await post(s, m, {"job_id": job.id, "metrics": point}, wrong),
+                await post(s, m, {"job_id": "ghost", "metrics": point}, wrong),
+                await post(s, m, {"job_id": "ghost", "metrics": point}, job.bearer),
+                await post(s, m, {"job_id": "ghost", "metrics": "bad"}, wrong),
+            ]
+
+    answers = asyncio.run(scenario())
+    assert len({json.dumps(a) for a in answers}) == 1 and answers[0][0] == 401
+
+
+def test_alerts_as_contract_trainers_send_them(store: Store, job: TokenJob) -> None:
+    """Issue 8, defect 16: a null user_id, a fractional duration, string extras."""
+    alert = {
+        **full_alert("loss_spike", job.id),
+        "user_id": None,
+        "duration": 1500.25,
+        "loss_trend": "rising",
+    }
+
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        async with serve(store) as server, aiohttp.ClientSession() as s:
+            return await post(s, server.alerts_url, alert, KEY)
+
+    status, reply = asyncio.run(scenario())
+    assert status == 200, reply
+    [stored] = store.alerts(job.id)
+    assert (stored["user_id"], stored["duration"], stored["loss_trend"]) == (
+        "local",
+        1500.25,
+        "rising",
+    )

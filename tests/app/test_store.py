@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from app.core import paths
+from app.core import store as store_module
 from app.core.jobs import JobNotFound
-from app.core.store import SCHEMA_VERSION, Store, StoreError
+from app.core.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
 
 
 def test_default_path_follows_the_data_dir_override(tmp_path: Path) -> None:
@@ -161,3 +163,75 @@ def test_text_and_numbers_sqlite_cannot_bind_do_not_raise(store: Store) -> None:
     assert store.metrics(job.id) == [{"step": 1, "timestamp": "?", "big": 10**30}]
     assert store.get_job("\udc00") is None
     assert store.update_job(job.id, error="bad \udc00", total_steps=10**30).total_steps is None
+
+
+def _strict_json(text: str) -> object:
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nested_non_finite_extras_are_stored_as_json_and_a_resend_merges(store: Store) -> None:
+    """Issue 8, defect 1: a NaN inside an extra was stored as the text NaN, and the same step
+    arriving again made SQLite's json_patch fail."""
+    job = store.create_job(name="a", method="sft", model="m")
+    nan, inf = float("nan"), float("inf")
+    store.add_metrics(job.id, [{"step": 1, "x": {"a": nan, "b": [inf, 2]}, "y": -inf}])
+    store.add_metrics(job.id, [{"step": 1, "x": {"c": 3}, "note": "again"}])
+    assert store.metrics(job.id) == [
+        {"step": 1, "x": {"a": None, "b": [None, 2], "c": 3}, "y": None, "note": "again"}
+    ]
+    raw = sqlite3.connect(store.path)
+    for (extras,) in raw.execute("SELECT extras FROM metrics"):
+        _strict_json(extras)
+    raw.close()
+
+
+def test_alert_payloads_are_strict_json(store: Store) -> None:
+    job = store.create_job(name="a", method="sft", model="m")
+    store.add_alert(
+        {"type": "loss_nan", "job_id": job.id, "loss": float("nan"), "d": {"x": [float("inf")]}}
+    )
+    raw = sqlite3.connect(store.path)
+    [(payload,)] = raw.execute("SELECT payload FROM alerts").fetchall()
+    raw.close()
+    assert _strict_json(payload) == {"type": "loss_nan", "job_id": job.id, "d": {"x": [None]}}
+
+
+def test_an_old_store_with_nan_text_opens_reads_and_merges(tmp_path: Path) -> None:
+    """Rows written by an older Tunedeck may hold NaN text: opening repairs them."""
+    path = tmp_path / "old.sqlite3"
+    with Store(path) as store:
+        job = store.create_job(name="a", method="sft", model="m")
+    raw = sqlite3.connect(path)
+    raw.execute(
+        "INSERT INTO metrics (job_id, step, extras, received_at) VALUES (?, 1, ?, 0)",
+        (job.id, '{"x": {"a": NaN}, "y": Infinity}'),
+    )
+    raw.execute(
+        "INSERT INTO alerts (job_id, type, received_at, payload) VALUES (?, 'loss_nan', 0, ?)",
+        (job.id, '{"job_id": ' + json.dumps(job.id) + ', "loss": NaN, "type": "loss_nan"}'),
+    )
+    # as a file from before the repair was: the migrations after it run on open
+    raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(store_module._repair_non_json)}")
+    raw.commit()
+    raw.close()
+    with Store(path) as store:
+        assert store.metrics(job.id) == [{"step": 1, "x": {"a": None}, "y": None}]
+        store.add_metrics(job.id, [{"step": 1, "x": {"b": 2}}])  # json_patch works on it
+        assert store.metrics(job.id)[0]["x"] == {"a": None, "b": 2}
+        assert store.alerts(job.id)[0]["loss"] is None
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    for (text,) in raw.execute("SELECT extras FROM metrics UNION ALL SELECT payload FROM alerts"):
+        _strict_json(text)
+    raw.close()
+
+
+def test_a_token_in_use_is_found_by_its_hash_only(store: Store) -> None:
+    job = store.create_job(name="a", method="sft", model="m")
+    store.update_job(job.id, token_hash="ab" * 32)
+    assert store.token_in_use("ab" * 32)
+    assert not store.token_in_use("cd" * 32)
+    assert not store.token_in_use("")
