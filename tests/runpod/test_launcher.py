@@ -1,0 +1,152 @@
+"""The launcher's parts that need no pod: the phase ledger and budget, the event feed (each line
+once, the seq kept in the store), and which pods count as orphans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.core.ingest import Ingestor
+from app.core.runpod.cost import PhaseLedger, budget_state, estimate_cost, format_meter
+from app.core.runpod.models import Pod
+from app.core.runpod.orphans import orphans_of, pod_name
+from app.core.runpod.poller import EventFeed
+from app.core.store import Store
+
+# --------------------------------------------------------------------------------- the ledger
+
+
+def test_phases_add_up_time_and_money_at_the_pods_rate() -> None:
+    ledger = PhaseLedger("provisioning", 1000.0, cost_per_hour=3.6)  # $0.001 a second
+    assert ledger.enter("installing", 1060.0)
+    assert ledger.enter("training", 1090.0)
+    assert not ledger.enter("installing", 1100.0)  # never backwards
+    assert ledger.enter("terminated", 1390.0)
+    spent = ledger.breakdown(5000.0)  # nothing accrues after termination
+    assert spent["provisioning"] == pytest.approx({"seconds": 60.0, "dollars": 0.06})
+    assert spent["installing"]["seconds"] == pytest.approx(30.0)
+    assert spent["training"]["dollars"] == pytest.approx(0.3)
+    assert ledger.dollars(9999.0) == pytest.approx(0.39)
+
+
+def test_the_ledger_survives_a_restart_through_its_json() -> None:
+    ledger = PhaseLedger("provisioning", 0.0, cost_per_hour=1.8)
+    ledger.enter("training", 100.0)
+    again = PhaseLedger.restore("training", 100.0, 1.8, ledger.phases_json())
+    assert again.dollars(200.0) == pytest.approx(ledger.dollars(200.0))
+    assert PhaseLedger.restore("training", None, None, "not json").dollars(5.0) == 0.0
+
+
+def test_budget_warns_at_80_percent_and_stops_at_100() -> None:
+    assert budget_state(7.9, 10.0) == "ok"
+    assert budget_state(8.0, 10.0) == "warning"
+    assert budget_state(10.0, 10.0) == "spent"
+    assert budget_state(1e9, None) == "ok"
+
+
+def test_the_meter_line_and_the_estimate() -> None:
+    ledger = PhaseLedger("training", 0.0, cost_per_hour=0.69)
+    line = format_meter(ledger, 3600.0, budget=10.0)
+    assert line == "training · $0.69 of $10.00 · $0.69/h"
+    assert estimate_cost(0.5, 2, 90) == pytest.approx(1.5)
+    assert estimate_cost(0.5, 2, None) is None
+
+
+# ------------------------------------------------------------------------------ the event feed
+
+
+def _store_with_job(tmp_path: Any) -> tuple[Store, str]:
+    store = Store(tmp_path / "store.sqlite")
+    job = store.create_job(name="j", method="sft", model="m", target="runpod")
+    store.save_cloud_run(job.id, phase="training")
+    return store, job.id
+
+
+def _lines(job_id: str, start: int, end: int) -> list[dict[str, Any]]:
+    return [
+        {"seq": n, "kind": "metric", "job_id": job_id, "data": {"step": n, "train_loss": 1.0 / n}}
+        for n in range(start, end + 1)
+    ]
+
+
+def test_each_line_is_fed_once_and_the_seq_is_stored(tmp_path: Any) -> None:
+    store, job_id = _store_with_job(tmp_path)
+    ingestor = Ingestor(store)
+    batches: list[int] = []
+    ingestor.subscribe(lambda e: batches.append(len(e.points)) if e.kind == "metrics" else None)
+    feed = EventFeed(store, ingestor, job_id)
+    started = {"seq": 1, "kind": "alert", "job_id": job_id, "data": {"type": "job_started"}}
+    page = [started, *_lines(job_id, 2, 5)]
+    assert feed.feed(page).points == 4
+    assert feed.feed(page).points == 0  # the same page again (a lost answer, a retry)
+    assert batches == [4]
+    assert store.get_cloud_run(job_id).last_seq == 5  # type: ignore[union-attr]
+    assert store.require_job(job_id).status == "running"
+    # a restarted app continues from the stored seq: old lines skipped, new ones fed
+    again = EventFeed(store, ingestor, job_id, store.get_cloud_run(job_id).last_seq)  # type: ignore[union-attr]
+    result = again.feed([*_lines(job_id, 3, 7)])
+    assert result.points == 2 and result.last_seq == 7
+    assert [p["step"] for p in store.metrics(job_id)] == [2, 3, 4, 5, 6, 7]
+    store.close()
+
+
+def test_lines_of_another_job_are_skipped_and_a_final_alert_is_reported(tmp_path: Any) -> None:
+    store, job_id = _store_with_job(tmp_path)
+    feed = EventFeed(store, Ingestor(store), job_id)
+    done = {"type": "job_completed", "job_id": job_id, "status": "completed"}
+    lines = [
+        {"seq": 1, "kind": "metric", "job_id": "someone-else", "data": {"step": 1}},
+        {"seq": 2, "kind": "metric", "data": {"step": 2, "train_loss": 0.5}},  # older trainer
+        {"seq": 3, "kind": "alert", "job_id": job_id, "data": done},
+    ]
+    result = feed.feed(lines)
+    assert [p["step"] for p in store.metrics(job_id)] == [2]
+    assert result.final_alert is not None and result.final_alert["type"] == "job_completed"
+    assert store.require_job(job_id).status == "completed"
+    store.close()
+
+
+def test_a_bad_point_does_not_block_the_good_ones(tmp_path: Any) -> None:
+    store, job_id = _store_with_job(tmp_path)
+    feed = EventFeed(store, Ingestor(store), job_id)
+    lines = _lines(job_id, 1, 3)
+    lines[1]["data"] = {"step": "not a number"}
+    assert feed.feed(lines).points == 2
+    assert [p["step"] for p in store.metrics(job_id)] == [1, 3]
+    assert feed.last_seq == 3
+    store.close()
+
+
+# ------------------------------------------------------------------------------------- orphans
+
+
+def _pod(pod_id: str, name: str, status: str = "RUNNING") -> Pod:
+    return Pod.from_json(
+        {"id": pod_id, "name": name, "status": status, "cost": 0.5, "gpu": {"id": "X"}}
+    )
+
+
+def test_orphans_are_live_pods_no_running_job_accounts_for(tmp_path: Any) -> None:
+    store = Store(tmp_path / "store.sqlite")
+    running = store.create_job(name="a", method="sft", model="m", target="runpod")
+    store.set_status(running.id, "running")
+    ended = store.create_job(name="b", method="sft", model="m", target="runpod")
+    store.set_status(ended.id, "completed")
+    for job, pod_id in ((running, "p-run"), (ended, "p-end")):
+        store.record_resource(
+            provider="runpod", status="created", resource_id=pod_id, job_id=job.id
+        )
+    pods = [
+        _pod("p-run", pod_name(running.id)),
+        _pod("p-end", pod_name(ended.id)),
+        _pod("p-lost", pod_name("20260101-000000-abcdef")),  # a create that crashed the app
+        _pod("p-mine", "my-jupyter"),
+        _pod("p-gone", pod_name(ended.id), status="TERMINATED"),
+    ]
+    found = {o.pod.id: o for o in orphans_of(pods, store)}
+    assert set(found) == {"p-end", "p-lost", "p-mine"}
+    assert "completed" in found["p-end"].reason
+    assert found["p-lost"].made_by_tunedeck and not found["p-mine"].made_by_tunedeck
+    assert found["p-mine"].reason == "not made by this Tunedeck"
+    store.close()
