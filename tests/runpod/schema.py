@@ -54,18 +54,38 @@ class SchemaChecker:
     def errors(self, instance: Any, pointer: str) -> list[str]:
         """Problems of ``instance`` against the schema at ``pointer`` ("#/components/..."),
         one line each, naming where in the instance."""
-        validator = self._cache.get(pointer)
+        return self.errors_for(instance, {"$ref": pointer})
+
+    def errors_for(self, instance: Any, schema: dict[str, Any]) -> list[str]:
+        """Problems of ``instance`` against a schema taken from the document (its ``$ref``s
+        are relative to the document)."""
+        key = json.dumps(schema, sort_keys=True)
+        validator = self._cache.get(key)
         if validator is None:
             validator = self._validator_class(
-                {"$ref": f"{self.ROOT_URI}{pointer}"},
+                self._absolute(schema),
                 registry=self._registry,
                 format_checker=self._validator_class.FORMAT_CHECKER,
             )
-            self._cache[pointer] = validator
+            self._cache[key] = validator
         return [
             f"{'.'.join(str(p) for p in error.absolute_path) or '(body)'}: {error.message}"
             for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
         ]
+
+    def _absolute(self, node: Any) -> Any:
+        """The schema with its document-relative ``$ref``s made absolute (an inline schema
+        has no base of its own)."""
+        if isinstance(node, dict):
+            return {
+                key: f"{self.ROOT_URI}{value}"
+                if key == "$ref" and isinstance(value, str) and value.startswith("#")
+                else self._absolute(value)
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [self._absolute(item) for item in node]
+        return node
 
     def component(self, name: str) -> str:
         return f"#/components/schemas/{name}"
