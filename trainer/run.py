@@ -83,11 +83,11 @@ def resolve_paths(cfg: RunConfig, base_dir: Path) -> RunConfig:
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The checkpoint-N folder with the highest N, if any."""
-    if not output_dir.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT.match(p.name))]
-    return max(found)[1] if found else None
+    """The complete checkpoint-N folder with the highest N, if any (a cut-short one is skipped
+    with a warning naming it: trainer.checkpoints)."""
+    from trainer.checkpoints import latest_complete_checkpoint
+
+    return latest_complete_checkpoint(output_dir)
 
 
 def resolve_resume(cfg: RunConfig, output_dir: Path) -> str | None:

@@ -328,7 +328,10 @@ class LocalLauncher:
         self._recover_from_event_log(run)
         job = self.store.get_job(run.job_id)
         if job is not None and not job.is_final:
-            job = self.store.set_status(run.job_id, *self._outcome_without_alert(run))
+            status, error = self._outcome_without_alert(run)
+            if status == "failed":  # the trainer could not send its job_failed: raise it for it
+                self._alert_failure(job, run, error)
+            job = self.store.set_status(run.job_id, status, error)
         if job is not None:
             self.ingestor.job_changed(job)
         if self.on_exit is not None:
@@ -336,6 +339,23 @@ class LocalLauncher:
                 self.on_exit(run.job_id, run.exit_code)
             except Exception:
                 log.exception("on_exit failed for job %s", run.job_id)
+
+    def _alert_failure(self, job: Job, run: _Run, error: str) -> None:
+        """A job_failed alert (stored, notified like the trainer's own) for a silent death."""
+        alert = {
+            "type": "job_failed",
+            "job_id": job.id,
+            "user_id": job.user_id,
+            "status": "failed",
+            "current_step": job.current_step,
+            "error_type": "process_ended",
+            "error_message": error,
+            "exit_code": run.exit_code,
+        }
+        try:
+            self.ingestor.ingest_alert(alert)
+        except Exception:  # the job must still be closed below
+            log.exception("job %s: could not record its failure alert", job.id)
 
     def _outcome_without_alert(self, run: _Run) -> tuple[str, str]:
         last = "\n".join(list(run.tail)[-ERROR_TAIL_LINES:]) or "(the log is empty)"
