@@ -48,10 +48,10 @@ MODES = ("off", "up", "down", "slow")
 
 
 def receiver_process(delay: float) -> tuple[subprocess.Popen[str], str]:
-    """The test receiver in a process of its own, as the desktop's receiver would be: its work
+    """The app's receiver in a process of its own, as the desktop's receiver would be: its work
     must not be counted as the trainer's."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.trainer.reporting_receiver", "--delay", str(delay)],
+        [sys.executable, "-m", "tests.trainer.live_receiver", "--delay", str(delay)],
         cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -116,7 +116,7 @@ def main() -> int:
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("trainer.reporting").setLevel(logging.ERROR)  # "down" warns, by design
 
-    from tests.trainer.reporting_receiver import free_port
+    from tests.trainer.live_receiver import free_port
     from tests.trainer.reporting_runs import run_config, session_run
     from trainer.tiny_model import build_tiny_llama
 

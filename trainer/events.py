@@ -4,8 +4,11 @@ Light on purpose: the desktop's receiver validates with these same models, so th
 never drift. pydantic and the standard library only.
 
 An event-log line (``events.jsonl`` in the output folder) is one JSON object:
-``{"seq": 1, "kind": "metric" | "alert", "data": {...}}`` where ``data`` is a MetricPoint or an
-Alert as sent over HTTP. ``seq`` starts at 1 and never repeats within one output folder.
+``{"seq": 1, "kind": "metric" | "alert", "job_id": "...", "data": {...}}`` where ``data`` is a
+MetricPoint or an Alert as sent over HTTP. ``seq`` starts at 1 and never repeats within one output
+folder. ``job_id`` is the trainer's JOB_ID (its execution id when JOB_ID is unset): a reader keeps
+only the lines of the job it reads for; a line without ``job_id`` (an older trainer) belongs to
+a job only when the reader knows the folder was that job's alone.
 """
 
 from __future__ import annotations

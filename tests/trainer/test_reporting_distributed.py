@@ -7,12 +7,11 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.trainer.reporting_receiver import ReportingReceiver
+from tests.trainer.live_receiver import LiveReceiver
 from trainer.events import EVENT_LOG_NAME
 from trainer.reporting.event_log import iter_events
 
@@ -46,16 +45,9 @@ sys.exit(run.session.exit_code)
 """
 
 
-@pytest.fixture
-def receiver() -> Iterator[ReportingReceiver]:
-    r = ReportingReceiver().start()
-    yield r
-    r.close()
-
-
 @pytest.mark.slow
 def test_only_rank_zero_reports_and_a_stop_reaches_every_rank(
-    tiny_model_dir: Path, tmp_path: Path, receiver: ReportingReceiver
+    tiny_model_dir: Path, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

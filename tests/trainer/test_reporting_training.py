@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from tests.trainer.reporting_receiver import ReportingReceiver  # noqa: E402
+from tests.trainer.live_receiver import LiveReceiver  # noqa: E402
 from tests.trainer.reporting_runs import ROWS, run_config, session_run  # noqa: E402
 from trainer.events import EVENT_LOG_NAME, METRIC_FIELDS  # noqa: E402
 from trainer.reporting.event_log import iter_events  # noqa: E402
@@ -28,7 +28,7 @@ def by_step(points: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 
 
 def test_a_run_reports_its_start_points_and_end(
-    tiny_model_dir: Path, tmp_path: Path, receiver: ReportingReceiver
+    tiny_model_dir: Path, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     cfg = run_config(tiny_model_dir, tmp_path / "out")
     outcome = session_run(cfg, tiny_model_dir, tmp_path / "out")
@@ -75,7 +75,7 @@ def test_a_run_reports_its_start_points_and_end(
 def test_wrong_token_training_completes_with_one_clear_log_line(
     tiny_model_dir: Path,
     tmp_path: Path,
-    receiver: ReportingReceiver,
+    receiver: LiveReceiver,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -110,7 +110,7 @@ def _nan_from_step(step: int) -> Any:
 
 
 def test_nan_loss_alerts_and_stops_keeping_the_last_good_checkpoint(
-    tiny_model_dir: Path, tmp_path: Path, receiver: ReportingReceiver
+    tiny_model_dir: Path, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     out = tmp_path / "out"
     cfg = run_config(tiny_model_dir, out, checkpoint={"save_steps": 2})
@@ -129,7 +129,7 @@ def test_nan_loss_alerts_and_stops_keeping_the_last_good_checkpoint(
 
 
 def test_cuda_oom_alerts_with_advice_then_fails(
-    tiny_model_dir: Path, tmp_path: Path, receiver: ReportingReceiver
+    tiny_model_dir: Path, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     def oom_at_step_3(trainer: Any) -> None:
         original = trainer.compute_loss
@@ -202,7 +202,7 @@ def test_loss_spike_is_reported_once_per_spike(tmp_path: Path, monkeypatch: Any)
 def test_a_receiver_answering_after_2s_does_not_slow_training(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slow = ReportingReceiver(delay=2.0).start()
+    slow = LiveReceiver(tmp_path / "slow-receiver", delay=2.0).start()
     try:
         cfg = run_config(
             tiny_model_dir,

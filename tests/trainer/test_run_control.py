@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 from transformers import TrainerCallback  # noqa: E402
 
-from tests.trainer.reporting_receiver import ReportingReceiver  # noqa: E402
+from tests.trainer.live_receiver import LiveReceiver  # noqa: E402
 from tests.trainer.reporting_runs import run_config, session_run  # noqa: E402
 from trainer.events import EVENT_LOG_NAME  # noqa: E402
 from trainer.reporting.event_log import iter_events  # noqa: E402
@@ -40,7 +40,7 @@ class SignalDuringStep(TrainerCallback):  # type: ignore[misc]
 
 
 def test_sigterm_saves_reports_cancel_and_resume_finishes_the_plan(
-    tiny_model_dir: Path, tmp_path: Path, receiver: ReportingReceiver
+    tiny_model_dir: Path, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     out = tmp_path / "out"
     cfg = run_config(tiny_model_dir, out, checkpoint={"save_steps": 100})
@@ -82,7 +82,7 @@ def test_sigterm_saves_reports_cancel_and_resume_finishes_the_plan(
 
 
 def test_max_runtime_warns_then_stops_cleanly_with_a_checkpoint(
-    tiny_model_dir: Path, tmp_path: Path, receiver: ReportingReceiver
+    tiny_model_dir: Path, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     out = tmp_path / "out"
     cfg = run_config(
@@ -124,7 +124,7 @@ with reporting_session(parse_config({}), execution_id="e", output_dir=Path(sys.a
 """
 
 
-def test_a_second_signal_exits_at_once(tmp_path: Path, receiver: ReportingReceiver) -> None:
+def test_a_second_signal_exits_at_once(tmp_path: Path, receiver: LiveReceiver) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", SECOND_SIGNAL_SCRIPT, str(tmp_path)],
         cwd=REPO,

@@ -4,77 +4,24 @@ real SQLite store and ingest path."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.core.ingest import IngestEvent, Ingestor
-from app.core.launcher import ReceiverAddress, contract_env
-from app.core.receiver import ReceiverServer
-from app.core.store import Store
-from app.core.tokens import hash_token, new_api_key, new_job_token
-from tests.trainer.reporting_receiver import free_port
+from tests.trainer.live_receiver import LiveReceiver
 from trainer.events import EVENT_LOG_NAME
 from trainer.reporting.event_log import iter_events
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 60
-
-
-class AppReceiver:
-    """The app's receiver, store and ingestor on a loop in a thread of their own."""
-
-    def __init__(self, folder: Path, port: int = 0) -> None:
-        self.store = Store(folder / "tunedeck.sqlite")
-        self.ingestor = Ingestor(self.store)
-        self.arrivals: Counter[int] = Counter()  # step -> points that arrived with it
-        self.ingestor.subscribe(self._on_event)
-        self.server = ReceiverServer(self.ingestor, self.store, port=port, api_key=new_api_key())
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def _on_event(self, event: IngestEvent) -> None:
-        for point in event.points:
-            self.arrivals[point["step"]] += 1
-
-    def start(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
-        assert self.port in (0, self.server.port) and not self.server.fell_back
-
-    def close(self) -> None:
-        if self.server.running:
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    def new_job(self, cfg: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        job = self.store.create_job(name=cfg["name"], method="sft", model="tiny")
-        token = new_job_token()
-        self.store.update_job(job.id, token_hash=hash_token(token))
-        url = f"http://127.0.0.1:{self.port or self.server.port}"
-        env = contract_env(job, token=token, receiver=ReceiverAddress(url, self.server.api_key))
-        return job.id, env
-
-
-@pytest.fixture
-def app_receiver(tmp_path: Path) -> Iterator[AppReceiver]:
-    r = AppReceiver(tmp_path)
-    r.start()
-    yield r
-    r.close()
 
 
 def write_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
@@ -139,11 +86,11 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> int:
 
 @pytest.mark.slow
 def test_sigterm_mid_run_then_resume_reaches_the_planned_step(
-    tmp_path: Path, app_receiver: AppReceiver
+    tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     out = tmp_path / "out"
     config = write_config(tmp_path)
-    job_id, env = app_receiver.new_job(json.loads(config.read_text()))
+    job_id, env = receiver.job.id, receiver.env()
     proc = start_trainer(config, env, tmp_path)
     wait_for(lambda: len(logged_steps(out)) >= 3, proc, 90)
     proc.send_signal(signal.SIGTERM)
@@ -152,12 +99,12 @@ def test_sigterm_mid_run_then_resume_reaches_the_planned_step(
     stopped_at = int(checkpoint.name.split("-")[1])
     assert 0 < stopped_at < STEPS
     assert not (out / "adapter_model.safetensors").exists()  # no final save on a cancel
-    job = app_receiver.store.require_job(job_id)
+    job = receiver.store.require_job(job_id)
     assert job.status == "cancelled"
-    cancels = [a for a in app_receiver.store.alerts(job_id) if a["type"] == "job_cancelled"]
+    cancels = [a for a in receiver.store.alerts(job_id) if a["type"] == "job_cancelled"]
     assert len(cancels) == 1 and cancels[0]["current_step"] == stopped_at
 
-    app_receiver.store.reopen_job(job_id)  # what the app does to resume a job
+    receiver.store.reopen_job(job_id)  # what the app does to resume a job
     cfg = json.loads(config.read_text())
     cfg["checkpoint"]["resume_from_checkpoint"] = "latest"
     config.write_text(json.dumps(cfg))
@@ -166,41 +113,39 @@ def test_sigterm_mid_run_then_resume_reaches_the_planned_step(
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["global_step"] == STEPS and summary["resumed_from_step"] == stopped_at
     assert (out / "adapter_model.safetensors").is_file()
-    assert app_receiver.store.require_job(job_id).status == "completed"
+    assert receiver.store.require_job(job_id).status == "completed"
     steps = logged_steps(out)
     assert len(steps) == len(set(steps))  # no step reported (or trained) twice
     assert steps[-1] == STEPS
-    assert app_receiver.arrivals == Counter(steps)  # the app got each point exactly once
+    arrivals = Counter(p["step"] for p in receiver.points())
+    assert arrivals == Counter(steps)  # the app got each point exactly once
     seqs = [e["seq"] for e in iter_events(out / EVENT_LOG_NAME)]
     assert seqs == list(range(1, len(seqs) + 1))
 
 
 @pytest.mark.slow
 def test_receiver_down_for_the_first_half_then_up_gets_every_point_once(
-    tmp_path: Path,
+    tmp_path: Path, app_receiver: LiveReceiver
 ) -> None:
-    receiver = AppReceiver(tmp_path, port=free_port())  # not listening yet
-    try:
-        out = tmp_path / "out"
-        config = write_config(tmp_path)
-        job_id, env = receiver.new_job(json.loads(config.read_text()))
-        proc = start_trainer(config, env, tmp_path)
-        wait_for(lambda: len(logged_steps(out)) >= STEPS // 10, proc, 90)  # half the points
-        receiver.start()
-        assert finish(proc) == 0
-        steps = logged_steps(out)
-        assert steps[-1] == STEPS
-        assert receiver.arrivals == Counter(steps)  # each exactly once, none lost
-        assert receiver.store.require_job(job_id).status == "completed"
-        types = [a["type"] for a in receiver.store.alerts(job_id)]
-        assert types == ["job_started", "job_completed"]
-    finally:
-        receiver.close()
+    out = tmp_path / "out"  # the receiver is not listening yet
+    config = write_config(tmp_path)
+    job_id, env = app_receiver.job.id, app_receiver.env()
+    proc = start_trainer(config, env, tmp_path)
+    wait_for(lambda: len(logged_steps(out)) >= STEPS // 10, proc, 90)  # half the points
+    app_receiver.start()
+    assert finish(proc) == 0
+    steps = logged_steps(out)
+    assert steps[-1] == STEPS
+    arrivals = Counter(p["step"] for p in app_receiver.points())
+    assert arrivals == Counter(steps)  # each exactly once, none lost
+    assert app_receiver.store.require_job(job_id).status == "completed"
+    types = [a["type"] for a in app_receiver.store.alerts(job_id)]
+    assert types == ["job_started", "job_completed"]
 
 
 @pytest.mark.slow
 def test_max_runtime_warns_then_stops_with_a_checkpoint(
-    tmp_path: Path, app_receiver: AppReceiver
+    tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     out = tmp_path / "out"
     config = write_config(
@@ -208,27 +153,27 @@ def test_max_runtime_warns_then_stops_with_a_checkpoint(
         training={"max_steps": 1_000_000},
         runtime={"max_runtime_minutes": 0.1, "timeout_warning_minutes": 0.05},  # 6 s, 3 s
     )
-    job_id, env = app_receiver.new_job(json.loads(config.read_text()))
+    job_id, env = receiver.job.id, receiver.env()
     assert finish(start_trainer(config, env, tmp_path)) == 0
     [checkpoint] = list(out.glob("checkpoint-*"))
     assert (checkpoint / "trainer_state.json").is_file()
-    alerts = app_receiver.store.alerts(job_id)
+    alerts = receiver.store.alerts(job_id)
     assert [a["type"] for a in alerts] == ["job_started", "timeout_warning", "job_cancelled"]
     assert alerts[2]["status"] == "timeout"
     assert alerts[2]["current_step"] == int(checkpoint.name.split("-")[1])
-    assert app_receiver.store.require_job(job_id).status == "cancelled"
+    assert receiver.store.require_job(job_id).status == "cancelled"
 
 
 @pytest.mark.slow
 def test_a_two_process_run_cancelled_by_its_process_group_stops_cleanly(
-    tmp_path: Path, app_receiver: AppReceiver
+    tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     """What the app's launcher does: SIGTERM to the trainer's whole process group (the trainer,
     torchrun and both workers, which may also get copies forwarded by torchrun). Both workers
     must stop at the same step, save, and the job end cancelled with exit status 0."""
     out = tmp_path / "out"
     config = write_config(tmp_path, training={"max_steps": 400}, runtime={"num_processes": 2})
-    job_id, env = app_receiver.new_job(json.loads(config.read_text()))
+    job_id, env = receiver.job.id, receiver.env()
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     full_env.pop("WORLD_SIZE", None)
     proc = subprocess.Popen(
@@ -245,6 +190,6 @@ def test_a_two_process_run_cancelled_by_its_process_group_stops_cleanly(
     assert finish(proc) == 0
     [checkpoint] = list(out.glob("checkpoint-*"))
     assert (checkpoint / "trainer_state.json").is_file()
-    types = [a["type"] for a in app_receiver.store.alerts(job_id)]
+    types = [a["type"] for a in receiver.store.alerts(job_id)]
     assert types == ["job_started", "job_cancelled"]
-    assert app_receiver.store.require_job(job_id).status == "cancelled"
+    assert receiver.store.require_job(job_id).status == "cancelled"

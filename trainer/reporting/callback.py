@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from trainer.events import finite_or_none
 from trainer.reporting import gpu_stats
 from trainer.reporting.throughput import ThroughputMeter
 
@@ -51,7 +52,7 @@ def _number(value: Any) -> float | int | bool | None:
     if isinstance(value, bool | int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return finite_or_none(value)  # type: ignore[no-any-return]
     item = getattr(value, "item", None)  # a 0-d tensor or numpy scalar slipped into the logs
     if callable(item):
         try:

@@ -4,9 +4,11 @@ Every metric point and alert is written here before anything is sent over the ne
 log is the record: a receiver that was down, a desktop that cannot be reached (it reads the log
 through the pod agent instead) and the sender's own recovery of dropped points all read it.
 
-Line format (trainer/events.py): ``{"seq": N, "kind": "metric" | "alert", "data": {...}}``.
-``seq`` starts at 1 and keeps counting across processes that share the output folder (a resumed
-run continues the numbering).
+Line format (trainer/events.py):
+``{"seq": N, "kind": "metric" | "alert", "job_id": "...", "data": {...}}``. ``seq`` starts at 1
+and keeps counting across processes that share the output folder (a resumed run continues the
+numbering). ``job_id`` says whose event a line is: two jobs started into the same folder would
+otherwise mix their points for every reader (the app's, the pod agent's, the sender's recovery).
 
 Durability: every line is flushed to the operating system as it is written, so a crash of the
 process loses nothing and a reader tailing the file sees each line at once. Alerts (rare, and the
@@ -30,10 +32,11 @@ _TAIL_BYTES = 64 * 1024
 
 
 class EventLog:
-    """Append-only, thread-safe writer of numbered events."""
+    """Append-only, thread-safe writer of numbered events, each tagged with ``job_id``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, job_id: str) -> None:
         self.path = Path(path)
+        self.job_id = job_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._seq = last_seq(self.path)
@@ -46,17 +49,24 @@ class EventLog:
         """The number of the last line written (0 for an empty log)."""
         return self._seq
 
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
     def append(self, kind: str, data: dict[str, Any]) -> int:
-        """Write one event and return its sequence number."""
+        """Write one event and return its sequence number (ValueError / TypeError, and nothing
+        written, when ``data`` is not strict JSON)."""
         with self._lock:
             if self._file.closed:
                 raise ValueError(f"event log {self.path} is closed")
-            self._seq += 1
+            # encoded before the number is taken: an event that is not strict JSON raises here
+            # and leaves no gap in the numbering
             line = json.dumps(
-                {"seq": self._seq, "kind": kind, "data": data},
+                {"seq": self._seq + 1, "kind": kind, "job_id": self.job_id, "data": data},
                 separators=(",", ":"),
                 allow_nan=False,
             )
+            self._seq += 1
             self._file.write(line.encode("utf-8") + b"\n")
             self._file.flush()
             now = time.monotonic()
@@ -111,12 +121,15 @@ def last_seq(path: Path) -> int:
         return max((int(e["seq"]) for raw in f if (e := _parse(raw))), default=0)
 
 
-def iter_events(path: Path, after: int = 0) -> Iterator[dict[str, Any]]:
-    """Events with ``seq > after``, in file order; torn or foreign lines are skipped."""
+def iter_events(path: Path, after: int = 0, job_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """Events with ``seq > after``, in file order; torn or foreign lines are skipped. With
+    ``job_id``, only that job's lines (a line without one, from an older trainer, is skipped)."""
     if not path.is_file():
         return
     with path.open("rb") as f:
         for raw in f:
             event = _parse(raw)
-            if event is not None and event["seq"] > after:
+            if event is None or event["seq"] <= after:
+                continue
+            if job_id is None or event.get("job_id") == job_id:
                 yield event

@@ -20,6 +20,11 @@ class Response:
     retry_after: float | None = None
 
 
+def encode_json(payload: Any) -> bytes:
+    """Strict JSON (no NaN or Infinity: the receiver refuses them), compact, UTF-8."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
 def endpoint_url(url: str, default_path: str) -> str:
     """``url`` as given when it names a path, else its origin plus ``default_path``.
 
@@ -72,9 +77,28 @@ class HttpTarget:
         return self._conn
 
     def post_json(self, payload: Any, timeout: float | None = None) -> Response:
-        """POST ``payload``; raises OSError / http.client.HTTPException when nothing came back."""
-        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        conn = self._connection(self.timeout if timeout is None else timeout)
+        """POST ``payload`` as strict JSON (ValueError / TypeError when it is not encodable)."""
+        return self.post_body(encode_json(payload), timeout)
+
+    def post_body(self, body: bytes, timeout: float | None = None) -> Response:
+        """POST an encoded JSON body; raises OSError / http.client.HTTPException when nothing
+        came back.
+
+        A kept-alive connection the receiver has meanwhile closed (it restarted, or dropped an
+        idle connection) fails at the first write or read: that one request is made again at
+        once on a fresh connection, rather than counted as an outage. Both endpoints take a
+        repeat without harm (a step is stored once, the same alert once)."""
+        timeout = self.timeout if timeout is None else timeout
+        reused = self._conn is not None
+        try:
+            return self._send(body, timeout)
+        except ConnectionError:  # broken pipe, reset, closed without an answer
+            if not reused:
+                raise
+        return self._send(body, timeout)
+
+    def _send(self, body: bytes, timeout: float) -> Response:
+        conn = self._connection(timeout)
         try:
             conn.request("POST", self._path, body=body, headers=self._headers)
             resp = conn.getresponse()

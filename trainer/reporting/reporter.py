@@ -44,6 +44,18 @@ def global_rank(environ: Mapping[str, str] = os.environ) -> int:
         return 0
 
 
+def alert_headers(api_key: str, token: str) -> dict[str, str]:
+    """Credentials for the alerts endpoint: the install's key and the job's own token, each
+    when known. Either is enough for the receiver, so a run reattached after the app lost a
+    session-only key still gets its alerts through on its token."""
+    headers = {}
+    if api_key:
+        headers["X-API-Key"] = api_key
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 def _without_nulls(data: dict[str, Any]) -> dict[str, Any]:
     # A NaN or infinite figure travels as nothing at all: JSON has no NaN, and a null would only
     # say "no value" at more cost.
@@ -81,8 +93,8 @@ class Reporter:
         point.setdefault("timestamp", utc_now_iso())
         MetricPoint.model_validate(point)  # a bug here must show in tests, not at the receiver
         data = _without_nulls(clean_payload(point))
-        seq = self.event_log.append("metric", data)
-        if self.metrics_lane is not None:
+        seq = self._write("metric", data)
+        if seq is not None and self.metrics_lane is not None:
             self.metrics_lane.submit(seq, data)
 
     def alert(self, type_: str, **fields: Any) -> None:
@@ -99,9 +111,26 @@ class Reporter:
             }
         )
         data = _without_nulls(clean_payload(alert.model_dump()))
-        seq = self.event_log.append("alert", data)
-        if self.alerts_lane is not None:
+        seq = self._write("alert", data)
+        if seq is not None and self.alerts_lane is not None:
             self.alerts_lane.submit(seq, data)
+
+    def _write(self, kind: str, data: dict[str, Any]) -> int | None:
+        """Append to the event log; an event that is not strict JSON even after cleaning (an
+        object json does not know) is left out with a log line instead of stopping training."""
+        assert self.event_log is not None
+        try:
+            return self.event_log.append(kind, data)
+        except (TypeError, ValueError, RecursionError) as err:
+            if isinstance(err, ValueError) and self.event_log.closed:
+                raise
+            log.error(
+                "a %s event (step %s) cannot be written as JSON (%s); it is left out",
+                kind,
+                data.get("step", data.get("current_step")),
+                err,
+            )
+            return None
 
     def lanes(self) -> list[Lane]:
         return [lane for lane in (self.metrics_lane, self.alerts_lane) if lane is not None]
@@ -146,7 +175,7 @@ class Reporter:
         model_name = environ.get("MODEL_NAME") or default_model_name
         if global_rank(environ) != 0:
             return cls(job_id=job_id, user_id=user_id, model_name=model_name, event_log=None)
-        event_log = EventLog(Path(output_dir) / EVENT_LOG_NAME)
+        event_log = EventLog(Path(output_dir) / EVENT_LOG_NAME, job_id)
         metrics_url = environ.get("METRICS_API_URL")
         if not metrics_url:
             log.info(
@@ -163,7 +192,7 @@ class Reporter:
             metrics_target = HttpTarget(
                 metrics_url, {"Authorization": f"Bearer {token}"}, REQUEST_TIMEOUT_S
             )
-            alerts_target = HttpTarget(alerts_url, {"X-API-Key": api_key}, REQUEST_TIMEOUT_S)
+            alerts_target = HttpTarget(alerts_url, alert_headers(api_key, token), REQUEST_TIMEOUT_S)
         except ValueError as err:
             # a bad address must not cost the run: report locally, say so once
             log.error(
@@ -178,7 +207,7 @@ class Reporter:
             def read_back(seqs: set[int]) -> list[Item]:
                 return [
                     (e["seq"], e["data"])
-                    for e in iter_events(event_log.path, after=min(seqs) - 1)
+                    for e in iter_events(event_log.path, after=min(seqs) - 1, job_id=job_id)
                     if e["seq"] in seqs and e.get("kind") == kind
                 ]
 
@@ -193,6 +222,7 @@ class Reporter:
             backoff=backoff,
             recover=recover("metric"),
             linger=METRICS_LINGER_S,
+            job_id=job_id,
             auth_hint="Check JOB_TOKEN (the job's token from the app)."
             if token
             else "JOB_TOKEN is not set in the trainer's environment.",
@@ -205,9 +235,10 @@ class Reporter:
             max_queue=max_queue,
             backoff=backoff,
             recover=recover("alert"),
-            auth_hint="Check INTERNAL_API_KEY (the receiver's API key)."
-            if api_key
-            else "INTERNAL_API_KEY is not set in the trainer's environment.",
+            job_id=job_id,
+            auth_hint="Check INTERNAL_API_KEY (the receiver's API key) and JOB_TOKEN."
+            if api_key or token
+            else "Neither INTERNAL_API_KEY nor JOB_TOKEN is set in the trainer's environment.",
         )
         return cls(
             job_id=job_id,

@@ -10,10 +10,15 @@ One ``Lane`` per endpoint (metric points, alerts), each with its own thread:
   timeout, a 429 or a 5xx keeps that batch *in flight* and retries it with backoff and jitter
   (never dropping it), so whatever the receiver did not acknowledge is sent again when it comes
   back, in order, before anything newer.
-- 401/403 (wrong token or key) and 404 (unknown job) are logged once, clearly, and the lane stops
-  sending; training goes on and the events stay in ``events.jsonl``.
+- 401/403 (wrong token or key), 404 (unknown job) and 410 (the job is closed: it ended long ago)
+  are logged once, clearly, and the lane stops sending (nothing it sends could be taken);
+  training goes on and the events stay in ``events.jsonl``.
 - 413 or 422 on a batch splits it in halves until the offending single item is found, which is
   then dropped with one log line (the receiver will never accept it).
+- An item that cannot be encoded as strict JSON (a NaN deep inside, an object json does not know)
+  is dropped from sending with one log line; the rest of its batch is sent. Any other error while
+  sending (a bug in a target, say) costs only the batch at hand, logged with its traceback: the
+  lane thread never dies, so later events are still sent.
 - Queue full (receiver down for a long time): the oldest queued item is dropped and counted. Every
   item is already in ``events.jsonl``, so once the receiver answers again the lane reads the
   dropped ones back from the log (``recover``) and sends them too: nothing is lost, only late.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import http.client
+import json
 import logging
 import random
 import threading
@@ -33,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.reporting.http_target import HttpTarget, Response
+from trainer.reporting.http_target import HttpTarget, Response, encode_json
 
 log = logging.getLogger("trainer.reporting")
 
@@ -64,6 +70,8 @@ class LaneStats:
     dropped_full: int = 0  # pushed out of a full queue (recovered from the log later)
     recovered: int = 0
     rejected: int = 0  # refused one by one with 413/422; never resent
+    unencodable: int = 0  # not strict JSON; dropped from sending (kept in the log)
+    errors: int = 0  # batches dropped after an unexpected error while sending
     disabled: str | None = None  # why the lane stopped sending
 
 
@@ -82,8 +90,10 @@ class Lane:
         recover: Callable[[set[int]], list[Item]] | None = None,
         auth_hint: str = "",
         linger: float = 0.0,
+        job_id: str = "",
     ) -> None:
         self.name = name
+        self.job_id = job_id
         self.stats = LaneStats()
         self._target = target
         self._make_body = make_body
@@ -101,6 +111,7 @@ class Lane:
         self._deadline: float | None = None
         self._consecutive_failures = 0
         self._outage_logged = False
+        self._error_traced = False
         self._thread = threading.Thread(target=self._run, name=f"tunedeck-{name}", daemon=True)
         self._thread.start()
 
@@ -175,15 +186,44 @@ class Lane:
     # -- the lane's thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while self._next_batch():
+        while True:
+            try:
+                if not self._next_batch():
+                    break
                 outcome = self._attempt()
                 if outcome is not None and not self._wait_backoff(outcome):
                     break
-        except Exception:  # a bug here must never take training down
-            log.exception("%s: sender thread stopped", self.name)
+            except Exception as err:
+                # A bug may cost the batch at hand, never the rest of the run's reporting.
+                if not self._survive(err):
+                    break
         with self._cond:
             self._cond.notify_all()
+
+    def _survive(self, err: Exception) -> bool:
+        """Drop the in-flight batch after an unexpected error; False when the lane should stop.
+
+        The first such error is logged with its traceback, later ones in one line each. A short
+        pause keeps an error that repeats for every batch from spinning the thread."""
+        with self._cond:
+            batch, self._inflight = self._inflight, []
+            self.stats.errors += 1
+            self._cond.notify_all()
+        seqs = f"events {batch[0][0]}-{batch[-1][0]}" if batch else "no event"
+        log.error(
+            "%s: sending failed unexpectedly (%r); %s dropped from sending (kept in "
+            "events.jsonl), later events are still sent",
+            self.name,
+            err,
+            seqs,
+            exc_info=not self._error_traced,
+        )
+        self._error_traced = True
+        with self._cond:
+            if self._closing:
+                return not (self._deadline is not None and time.monotonic() >= self._deadline)
+            self._cond.wait(0.2)
+        return True
 
     def _next_batch(self) -> bool:
         """Fill ``_inflight``; False when the lane should stop."""
@@ -209,6 +249,15 @@ class Lane:
                     self._cond.release()
                     try:
                         items = self._recover(wanted)
+                    except Exception as err:  # an unreadable log must not stop the lane
+                        log.error(
+                            "%s: could not read %d dropped event(s) back from the event log "
+                            "(%r); they stay in events.jsonl only",
+                            self.name,
+                            len(wanted),
+                            err,
+                        )
+                        items = []
                     finally:
                         self._cond.acquire()
                     self._dropped -= wanted
@@ -233,13 +282,16 @@ class Lane:
 
     def _attempt(self) -> Response | Exception | None:
         """Post the in-flight batch. None when it is settled, else what to back off on."""
+        body = self._encode()
+        if body is None:
+            return None  # nothing in the batch could be encoded
         batch = self._inflight
         timeout = self._target.timeout
         if self._closing and self._deadline is not None:
             timeout = max(0.1, min(timeout, self._deadline - time.monotonic()))
         self.stats.requests += 1
         try:
-            resp = self._target.post_json(self._make_body([p for _, p in batch]), timeout=timeout)
+            resp = self._target.post_body(body, timeout=timeout)
         except (OSError, http.client.HTTPException) as err:
             return self._failed(err)
         if 200 <= resp.status < 300:
@@ -252,13 +304,43 @@ class Lane:
                 self._outage_logged = False
             self._consecutive_failures = 0
             return None
-        if resp.status in (401, 403, 404):
+        if resp.status in (401, 403, 404, 410):
             self._disable(resp)
             return None
         if resp.status in (400, 413, 422):
             self._split_or_reject(resp)
             return None
         return self._failed(resp)
+
+    def _encode(self) -> bytes | None:
+        """The in-flight batch as a strict-JSON body; items that cannot be encoded are dropped
+        from it first, each with a log line (None when none is left)."""
+        try:
+            return encode_json(self._make_body([p for _, p in self._inflight]))
+        except (TypeError, ValueError, RecursionError):
+            pass
+        kept: list[Item] = []
+        for seq, payload in self._inflight:
+            try:
+                encode_json(payload)
+            except (TypeError, ValueError, RecursionError) as err:
+                self.stats.unencodable += 1
+                log.error(
+                    "%s: event %d cannot be sent as JSON (%s); it is dropped from sending but "
+                    "kept in events.jsonl as written",
+                    self.name,
+                    seq,
+                    err,
+                )
+            else:
+                kept.append((seq, payload))
+        with self._cond:
+            self._inflight = kept
+            if not kept:
+                self._cond.notify_all()
+        if not kept:
+            return None
+        return encode_json(self._make_body([p for _, p in kept]))
 
     def _failed(self, why: Response | Exception) -> Response | Exception:
         self.stats.failures += 1
@@ -288,17 +370,25 @@ class Lane:
             return True
 
     def _disable(self, resp: Response) -> None:
-        if resp.status == 404:
-            why, hint = "does not know this job (HTTP 404)", "Check JOB_ID."
+        url = self._target.url
+        if resp.status == 410 and _error_code(resp) == "job_closed":
+            why = (
+                f"the receiver says job {self.job_id} is closed; it takes no more metrics "
+                f"(HTTP 410 from {url})."
+            )
+        elif resp.status == 410:
+            why = f"the receiver at {url} answers that this endpoint is gone (HTTP 410)."
+        elif resp.status == 404:
+            why = f"the receiver at {url} does not know this job (HTTP 404). Check JOB_ID."
         else:
-            why, hint = f"rejected the credentials (HTTP {resp.status})", self._auth_hint
+            why = f"the receiver at {url} rejected the credentials (HTTP {resp.status})."
+            if self._auth_hint:
+                why += f" {self._auth_hint}"
         log.error(
-            "%s: receiver at %s %s. Nothing more is sent to it in this run; training goes on and "
-            "every event stays in events.jsonl. %s",
+            "%s: %s Nothing more is sent to it in this run; training goes on and every event "
+            "stays in events.jsonl.",
             self.name,
-            self._target.url,
             why,
-            hint,
         )
         with self._cond:
             self.stats.disabled = f"HTTP {resp.status}"
@@ -326,3 +416,13 @@ class Lane:
             resp.status,
             resp.body[:300].decode("utf-8", "replace"),
         )
+
+
+def _error_code(resp: Response) -> str | None:
+    """The ``error`` member of a JSON error answer, if there is one."""
+    try:
+        body = json.loads(resp.body)
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
