@@ -1,24 +1,34 @@
 """The Settings dialog's "Test" buttons: does this RunPod key / Hugging Face token work?
 
-Each check makes one real, read-only request (RunPod: list pods; Hugging Face: whoami) and sorts
-the answer into ok / rejected / unreachable / error with a sentence a user can act on. The base
-URL is a parameter so tests can point it at a fake server on 127.0.0.1. Blocking (httpx sync):
-the dialog runs a check on a worker thread. No message ever contains the secret.
+Each check makes one real, read-only request (RunPod: list pods, through app.core.runpod's
+client, the one way the app talks to RunPod; Hugging Face: whoami) and sorts the answer into
+ok / rejected / unreachable / error with a sentence a user can act on. The base URL is a
+parameter so tests can point it at a fake server on 127.0.0.1. Blocking: the dialog runs a check
+on a worker thread. No message ever contains the secret.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 
-# The `servers` entry of RunPod's published REST v2 schema (shared/data/runpod-rest-v2-openapi.json)
-RUNPOD_API_BASE = "https://api.runpod.io"
-RUNPOD_LIST_PODS_PATH = "/v2/pods"
+from app.core.runpod.client import RUNPOD_API_BASE, RunPodClient
+from app.core.runpod.errors import (
+    RunPodAuthError,
+    RunPodError,
+    RunPodRateLimited,
+    RunPodUnavailable,
+)
+from app.core.runpod.models import Pod
+
 HF_API_BASE = "https://huggingface.co"
 HF_WHOAMI_PATH = "/api/whoami-v2"
 DEFAULT_TIMEOUT_S = 10.0
+
+_CHECK_CONNECTION = "Check your internet connection and try again."
 
 Outcome = Literal["ok", "rejected", "unreachable", "error"]
 
@@ -39,38 +49,46 @@ def check_runpod_key(
     base_url: str = RUNPOD_API_BASE,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> CheckResult:
-    """List pods with the key (read-only, costs nothing)."""
+    """List pods with the key (read-only, costs nothing), through the one RunPod client.
+
+    Blocking: runs its own event loop, so call it off any thread with a running loop (the
+    dialog runs it on a worker thread)."""
     if not key.strip():
         return CheckResult("rejected", "Enter a RunPod API key first.")
-    response = _get(
-        f"{base_url.rstrip('/')}{RUNPOD_LIST_PODS_PATH}",
-        key.strip(),
-        timeout_s,
-        service="RunPod",
-    )
-    if isinstance(response, CheckResult):
-        return response
-    if response.status_code == 200:
-        pods = _json(response).get("pods")
-        count = (
-            f" ({len(pods)} pod{'s' if len(pods) != 1 else ''} on the account)"
-            if isinstance(pods, list)
-            else ""
-        )
-        return CheckResult("ok", f"RunPod accepted the key{count}.")
-    if response.status_code == 401:
+    try:
+        pods = asyncio.run(_list_runpod_pods(key, base_url, timeout_s))
+    except RunPodAuthError as error:
+        if error.status == 403:
+            return CheckResult(
+                "rejected",
+                "RunPod rejected the key for pods (403): it is valid but lacks permission. Give "
+                "it read/write access to pods in the RunPod console.",
+            )
         return CheckResult(
             "rejected",
             "RunPod rejected the key (401). Check that it was copied whole, or create a new "
             "key in the RunPod console under Settings → API Keys.",
         )
-    if response.status_code == 403:
+    except RunPodRateLimited as error:
+        wait = f" in {error.retry_after_s:.0f} s" if error.retry_after_s else " in a minute"
+        return CheckResult("error", f"RunPod is limiting requests (429). Try again{wait}.")
+    except RunPodUnavailable as error:
+        if error.status is None:  # no answer at all
+            return CheckResult("unreachable", f"{error.message} {_CHECK_CONNECTION}")
         return CheckResult(
-            "rejected",
-            "RunPod rejected the key for pods (403): it is valid but lacks permission. Give it "
-            "read/write access to pods in the RunPod console.",
+            "error",
+            f"RunPod had a server error ({error.status}); the key was not judged. Try again later.",
         )
-    return _other_status(response, "RunPod")
+    except RunPodError as error:
+        return CheckResult("error", str(error))
+    count = f" ({len(pods)} pod{'s' if len(pods) != 1 else ''} on the account)"
+    return CheckResult("ok", f"RunPod accepted the key{count}.")
+
+
+async def _list_runpod_pods(key: str, base_url: str, timeout_s: float) -> list[Pod]:
+    # no retries: a Test button answers now, it does not wait out a Retry-After
+    async with RunPodClient(key, base_url=base_url, timeout_s=timeout_s, max_retries=0) as client:
+        return await client.find_pods()
 
 
 def check_hf_token(
