@@ -66,8 +66,7 @@ def test_a_bad_config_is_one_line_per_problem_and_exit_2(tmp_path: Path) -> None
     done = trainer_cli("--config", str(bad), "--execution-id", "x", cwd=tmp_path)
     assert done.returncode == 2
     assert sorted(done.stderr.strip().splitlines()) == [
-        f"error: {bad}: training.learning_rat: unknown field (check the spelling; see "
-        "`python -m trainer schema`)",
+        f"error: {bad}: training.learning_rat: unknown field; did you mean 'learning_rate'?",
         f"error: {bad}: training.max_length: Input should be greater than or equal to 8 (got 2)",
     ]
     assert "Traceback" not in done.stderr

@@ -203,8 +203,32 @@ def test_unknown_and_misspelt_fields_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"training": {"learning_rat": 1e-4}})
     assert err.value.problems == [
-        "training.learning_rat: unknown field (check the spelling; see `python -m trainer schema`)"
+        "training.learning_rat: unknown field; did you mean 'learning_rate'?"
     ]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (
+            {"training": {"learnign_rate": 1e-4}},
+            "training.learnign_rate: unknown field; did you mean 'learning_rate'?",
+        ),
+        ({"trainig": {}}, "trainig: unknown field; did you mean 'training'?"),
+        ({"methd": "sft"}, "methd: unknown field; did you mean 'method'?"),
+        ({"dataset": {"pth": "d.jsonl"}}, "dataset.pth: unknown field; did you mean 'path'?"),
+        # the suggestion comes from the section the field is in, not from the whole schema
+        ({"adapter": {"learning_rat": 1}}, "adapter.learning_rat: unknown field (check the "),
+        ({"training": {"zzyzx": 1}}, "training.zzyzx: unknown field (check the spelling; see "),
+        ({"colour": "red"}, "colour: unknown field (check the spelling; see "),
+    ],
+)
+def test_an_unknown_field_names_the_closest_known_one(data: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    [line] = err.value.problems
+    assert line.startswith(problem), line
+    assert ("did you mean" in line) == ("did you mean" in problem)
 
 
 def test_load_config_reports_bad_json_with_its_line(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +32,46 @@ def format_validation_error(err: ValidationError) -> list[str]:
                 lines.append(msg)
                 continue
         if e["type"] == "extra_forbidden":
-            lines.append(
-                f"{loc}: unknown field (check the spelling; see `python -m trainer schema`)"
-            )
+            lines.append(f"{loc}: unknown field{_suggestion(tuple(e['loc']))}")
             continue
         given = e.get("input")
         shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
         lines.append(f"{loc}: {msg}{shown}")
     return lines
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'x'?`` naming the closest field of the section ``loc`` is in, or the
+    general hint when no field name is close."""
+    model = _model_at(RunConfig, loc[:-1])
+    if model is not None and isinstance(loc[-1], str):
+        close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+        if close:
+            return f"; did you mean {close[0]!r}?"
+    return " (check the spelling; see `python -m trainer schema`)"
+
+
+def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model a location inside ``model`` points at (None when it is not one)."""
+    for part in path:
+        if isinstance(part, int):  # an item of a list: the list's own model was found already
+            continue
+        field = model.model_fields.get(str(part))
+        found = _model_in(field.annotation) if field is not None else None
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):  # X | None, list[X], dict[str, X]
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
