@@ -157,8 +157,9 @@ def test_the_pod_scoped_key_deletes_its_own_pod_and_nothing_else(
 
     terminate(fake_runpod, mine.id, key=pod_key)  # what the agent's self-guard does
     assert fake_runpod.pod_status(mine.id) == "TERMINATED"
-    with pytest.raises(RunPodAuthError):  # a terminated pod's key is no key at all... 403/401
+    with pytest.raises(RunPodAuthError):  # still only good for its own (now gone) pod
         terminate(fake_runpod, other.id, key=pod_key)
+    terminate(fake_runpod, mine.id, key=pod_key)  # a repeated self-terminate: gone, no error
     terminate(fake_runpod, other.id)
 
 
