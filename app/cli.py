@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import json
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,13 +31,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from app.core.credentials import CredentialStore, read_secret
 from app.core.ingest import IngestEvent, Ingestor
 from app.core.jobs import STATUSES, Job, JobNotFound, format_duration
 from app.core.launcher import LaunchError, ReceiverAddress, create_job_for
 from app.core.launcher_local import DEFAULT_GRACE_S, LocalLauncher
+from app.core.metrics_csv import JobRows, write_metrics_csv
 from app.core.notifications import format_alert
 from app.core.receiver import ReceiverServer
-from app.core.store import METRIC_COLUMNS, Store, StoreError
+from app.core.store import Store, StoreError
 from app.core.tokens import new_api_key
 from trainer.config import ConfigError, RunConfig, load_config
 
@@ -67,6 +68,7 @@ class RunDisplay:
         self._shown_step = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self.suffix: Callable[[], str] | None = None  # a cloud run's phase and dollars
 
     def __enter__(self) -> RunDisplay:
         if self.fancy:
@@ -75,6 +77,7 @@ class RunDisplay:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),
+                TextColumn("{task.fields[extra]}"),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
@@ -82,7 +85,9 @@ class RunDisplay:
                 transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.job.name, total=self.total, loss="-")
+            self._task = self._progress.add_task(
+                self.job.name, total=self.total, loss="-", extra=""
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,10 +133,15 @@ class RunDisplay:
         rate = (self.step - self.first_step) / (time.monotonic() - self.first_step_at)
         return (self.total - self.step) / rate if rate > 0 else None
 
+    def _extra(self) -> str:
+        return self.suffix() if self.suffix is not None else ""
+
     def _show(self, force: bool = False) -> None:
         loss = "-" if self.loss is None else f"{self.loss:.4f}"
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=self.step, total=self.total, loss=loss)
+            self._progress.update(
+                self._task, completed=self.step, total=self.total, loss=loss, extra=self._extra()
+            )
             return
         now = time.monotonic()
         last = self.total is not None and self.step >= self.total
@@ -141,7 +151,8 @@ class RunDisplay:
         self._last_plain, self._shown_step = now, self.step
         total = f"/{self.total}" if self.total else ""
         self.console.print(
-            f"step {self.step}{total}  loss {loss}  eta {_fmt_duration(self.eta_s())}",
+            f"step {self.step}{total}  loss {loss}  eta {_fmt_duration(self.eta_s())}"
+            + (f"  {self._extra()}" if self.suffix else ""),
             highlight=False,
             markup=False,
         )
@@ -164,6 +175,15 @@ def summary_lines(job: Job) -> list[str]:
         lines.append("  error:")
         lines += [f"    {line}" for line in job.error.splitlines()]
     return lines
+
+
+async def _start_or_fail(store: Store, launcher: LocalLauncher, job: Job, cfg: RunConfig) -> None:
+    """Start a new job; one that cannot start is failed with the reason (not left queued)."""
+    try:
+        await launcher.start(job, cfg)
+    except LaunchError as err:
+        store.set_status(job.id, "failed", f"{err} {err.hint}".strip())
+        raise
 
 
 class RunSession:
@@ -190,6 +210,8 @@ class RunSession:
             receiver=ReceiverAddress(server.url, api_key),
             python=self.args.python,
             base_dir=Path.cwd(),
+            # the keyring's Hub token, else the user's HF_TOKEN (contract_env), as in the GUI
+            hf_token_source=lambda: read_secret(CredentialStore(), "hf_token"),
         )
         try:
             if resume_id is not None:
@@ -203,7 +225,8 @@ class RunSession:
                 if resume_id is not None:
                     job = await launcher.resume(job.id)
                 else:
-                    await launcher.start(job, cfg)  # type: ignore[arg-type]
+                    assert cfg is not None
+                    await _start_or_fail(store, launcher, job, cfg)
                 job = store.require_job(job.id)
                 self.console.print(
                     f"tunedeck: job {job.id} · {job.method} on {job.model} · receiver "
@@ -259,6 +282,10 @@ class RunSession:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    if args.target == "runpod":
+        from app.cli_runpod import cmd_run_runpod
+
+        return cmd_run_runpod(args, console)
     cfg = load_config(args.config)
     return asyncio.run(RunSession(args, console).run(cfg))
 
@@ -298,16 +325,6 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def write_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
-    """Step, the contract's fields, then any extras in name order; empty cells for missing."""
-    extras = sorted({k for row in rows for k in row} - {"step", *METRIC_COLUMNS})
-    columns = ["step", *METRIC_COLUMNS, *extras]
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-
-
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store() as store:
         job = store.find_job(args.job)
@@ -321,7 +338,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
             json.dump({"job_id": job.id, "metrics": rows, "alerts": alerts}, out, indent=2)
             out.write("\n")
         else:
-            write_csv(rows, out)
+            write_metrics_csv([JobRows(job.id, job.name, rows)], out)
     if args.output:
         console.print(f"wrote {len(rows)} points of job {job.id} to {args.output}")
     return EXIT_OK
@@ -346,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train as CONFIG says, with a progress bar")
     run.add_argument("config", type=Path, help="run config JSON (see `python -m trainer schema`)")
     launch_options(run)
+    run.add_argument(
+        "--target", choices=("local", "runpod"), default="local", help="where to train"
+    )
     resume = sub.add_parser("resume", help="continue a cancelled or failed job from its checkpoint")
     resume.add_argument("job", help="job id (or its first characters)")
     launch_options(resume)
@@ -359,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--csv", action="store_true", help="CSV, one row per step (the default)")
     kind.add_argument("--json", action="store_true", help="JSON with the alerts too")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    from app.cli_runpod import add_commands
+
+    COMMANDS.update(add_commands(sub))
     return p
 
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from app.core.ingest import Ingestor
     from app.core.launcher_local import LocalLauncher
+    from app.core.stall import StallDetector
     from app.core.store import Store
 
 log = logging.getLogger("tunedeck")
@@ -148,11 +149,13 @@ class Tunedeck:
         self.notifications: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_seen: dict[str, float] = {}
+        self._following_since = 0.0  # when this app instance started following runs
+        self.stall_detector: StallDetector | None = None
         self._stall_timer: QTimer | None = None
 
     async def start(self) -> None:
         """Start the core and connect the window to it (after the first paint)."""
-        from app.core.credentials import CredentialStore
+        from app.core.credentials import CredentialStore, read_secret
         from app.core.ingest import Ingestor
         from app.core.launcher import ReceiverAddress
         from app.core.launcher_local import LocalLauncher
@@ -179,7 +182,6 @@ class Tunedeck:
         self.bridge = Bridge(self.window)
         # the keyring may be slow to answer (NOTES.md): never on the GUI thread
         api_key = await _in_thread(self.credentials.receiver_api_key)
-        hf_token = await self._secret("hf_token")
         self.receiver = ReceiverServer(
             self.ingestor,
             self.store,
@@ -196,7 +198,8 @@ class Tunedeck:
             base_dir=self.base_dir,
             on_output=lambda job_id, line: self.bridge.on_output(job_id, line + "\n"),
             on_exit=self.bridge.on_exit,
-            hf_token=hf_token,
+            # read at every launch: a token saved in Settings is used by the next run
+            hf_token_source=lambda: read_secret(self.credentials, "hf_token"),
         )
         if self.grace_s is not None:
             # tests shorten the grace period before a kill
@@ -213,6 +216,7 @@ class Tunedeck:
             on_alert=self._heard_alert,
             on_job_changed=self.bridge.on_job_changed,
         )
+        self._following_since = time.time()
         reattached = await self.launcher.reattach_all()
         self.service = CoreJobService(self.store, self.ingestor, self.launcher)
         self.window.attach(self.service, self.bridge)
@@ -222,15 +226,10 @@ class Tunedeck:
             note += f" (port {self.settings.receiver_port} was taken)"
         if reattached:
             note += f" · following {len(reattached)} run(s) still going"
+        problem = getattr(self.credentials, "problem", None)
+        if problem is not None:
+            note += f" · {problem.message} Secrets are kept for this session only."
         self.window.statusBar().showMessage(note)
-
-    async def _secret(self, name: str) -> str | None:
-        try:
-            value = await self.credentials.get_async(name)
-        except Exception as err:  # no keyring: runs still work, without that secret
-            log.info("%s not available: %s", name, err)
-            return None
-        return value or None
 
     def _job_label(self, job_id: str) -> str | None:
         job = self.store.get_job(job_id) if self.store else None
@@ -252,20 +251,31 @@ class Tunedeck:
     def _start_stall_watch(self) -> None:
         from app.core.stall import StallDetector
 
-        detector = StallDetector.from_minutes(self.settings.stall_minutes)
-
-        def check() -> None:
-            running = {
-                j.id: self._last_seen.get(j.id, j.started_at or j.created_at)
-                for j in self.store.list_jobs(status="running")
-            }
-            for job_id in detector.due(running):
-                self._raise_stalled(job_id, detector.silent_for(job_id, running[job_id]))
-
+        self.stall_detector = StallDetector.from_minutes(self.settings.stall_minutes)
         self._stall_timer = QTimer()  # not a child of the window: stop() may outlive it
         self._stall_timer.setInterval(STALL_CHECK_MS)
-        self._stall_timer.timeout.connect(check)
+        self._stall_timer.timeout.connect(self.check_stalls)
         self._stall_timer.start()
+
+    def check_stalls(self, now: float | None = None) -> list[str]:
+        """Raise ``stalled`` for running jobs silent for too long; the ids raised (the timer's
+        tick, callable by tests with a later ``now``)."""
+        from app.core.stall import silence_since
+
+        if self.stall_detector is None or self.store is None:
+            return []
+        since = {
+            job.id: silence_since(
+                self._last_seen.get(job.id),
+                job.started_at or job.created_at,
+                self._following_since,
+            )
+            for job in self.store.list_jobs(status="running")
+        }
+        due = self.stall_detector.due(since, now)
+        for job_id in due:
+            self._raise_stalled(job_id, self.stall_detector.silent_for(job_id, since[job_id], now))
+        return due
 
     def _raise_stalled(self, job_id: str, silent_s: float) -> None:
         from app.core.stall import stalled_alert
@@ -306,14 +316,26 @@ class Tunedeck:
         dialog.open()
 
     def _settings_saved(self, settings: Any) -> None:
+        """Every saved choice applies at once, except the receiver's address (the running
+        trainers report to the current one): the dialog and this message say so."""
         from app.core.notifications import NotificationPolicy
 
-        self.settings = settings
+        previous, self.settings = self.settings, settings
         if self.notifications is not None:
             self.notifications.policy = NotificationPolicy.from_settings(settings)
-        self.window.statusBar().showMessage(
-            "Settings saved; a new receiver port applies at the next start", 5000
+        if self.launcher is not None:
+            self.launcher.python = settings.trainer_python or sys.executable
+        if self.stall_detector is not None:
+            self.stall_detector.stall_after_s = settings.stall_minutes * 60.0
+        # the Hub token is read from the credentials at each launch (hf_token_source)
+        note = "Settings saved and applied"
+        moved = (previous.receiver_host, previous.receiver_port) != (
+            settings.receiver_host,
+            settings.receiver_port,
         )
+        if moved:
+            note += "; the receiver's new address applies the next time Tunedeck starts"
+        self.window.statusBar().showMessage(note, 10_000)
 
     async def stop(self) -> None:
         """Stop following runs (they keep going), stop the receiver, close the store."""

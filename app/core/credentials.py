@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets as _random
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import keyring
 import keyring.errors
 from keyring.backend import KeyringBackend
+
+log = logging.getLogger(__name__)
 
 SERVICE = "tunedeck"
 SECRET_NAMES: tuple[str, ...] = ("runpod_api_key", "hf_token", "receiver_api_key")
@@ -168,6 +171,12 @@ class CredentialStore:
             self.backend_description(),
             f"Secrets are kept in the OS keyring ({self.backend_description()}).",
         )
+
+    @property
+    def problem(self) -> KeyringUnavailable | None:
+        """Why the keyring is not being asked this session (a time-out, a refusal), or None."""
+        with self._lock:
+            return self._broken
 
     def backend_description(self) -> str:
         """A human name for the backend in use ('not resolved yet' before the first call)."""
@@ -316,6 +325,23 @@ class CredentialStore:
         with self._lock:
             self._broken = error
         raise error
+
+
+class SecretReader(Protocol):
+    async def get_async(self, name: str) -> str | None: ...
+
+
+async def read_secret(store: SecretReader, name: str) -> str | None:
+    """A secret for a run, or None when it is unset or the keyring cannot answer (in time).
+
+    Runs go on without it (a public model needs no Hub token), so the reason is only logged.
+    """
+    try:
+        value = await store.get_async(name)
+    except KeyringUnavailable as err:
+        log.info("%s not available: %s", name, err.message)
+        return None
+    return value or None
 
 
 def _check_name(name: str) -> None:

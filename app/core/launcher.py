@@ -7,8 +7,10 @@ so that a local process and a pod get the same variables.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from app.core.jobs import Job
@@ -18,6 +20,7 @@ from trainer.events import CONTRACT_ENV_VARIABLES
 
 OutputCallback = Callable[[str, str], None]  # job_id, one line the trainer wrote
 ExitCallback = Callable[[str, "int | None"], None]  # job_id, exit code (None when unknown)
+AliveCheck = Callable[[Job], bool]
 
 # Set by the launcher; a value inherited from the parent's environment must never leak through.
 CONTRACT_VARIABLES = CONTRACT_ENV_VARIABLES
@@ -64,11 +67,20 @@ def contract_env(
     *,
     token: str,
     receiver: ReceiverAddress | None,
+    cfg: RunConfig | None = None,
     hf_token: str | None = None,
-    dataset_url: str | None = None,
-    hf_repo_name: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The contract's variables for one job; optional ones only when they have a value."""
+    """The contract's variables for one job (DESIGN.md §3): the one place a local process (GUI
+    or CLI) and a pod get them from. Optional ones only when they have a value:
+
+    - ``HF_TOKEN``: ``hf_token`` (the keyring's), else the user's own ``HF_TOKEN`` from
+      ``environ`` (default: this process's environment);
+    - ``DATASET_URL``: ``dataset.path`` when it is an http(s) URL (the trainer reads the rows
+      from there instead of ``dataset.path``);
+    - ``HF_REPO_NAME``: ``output.hub_repo`` when ``output.push_to_hub`` is on.
+    """
+    environ = os.environ if environ is None else environ
     env = {
         "JOB_ID": job.id,
         "JOB_TOKEN": token,
@@ -79,9 +91,60 @@ def contract_env(
         env["METRICS_API_URL"] = receiver.metrics_url
         env["ALERT_API_URL"] = receiver.alerts_url
         env["INTERNAL_API_KEY"] = receiver.api_key
-    optional = {"HF_TOKEN": hf_token, "DATASET_URL": dataset_url, "HF_REPO_NAME": hf_repo_name}
+    optional = {
+        "HF_TOKEN": hf_token or environ.get("HF_TOKEN", "").strip() or None,
+        "DATASET_URL": dataset_url(cfg) if cfg is not None else None,
+        "HF_REPO_NAME": cfg.output.hub_repo if cfg is not None and cfg.output.push_to_hub else None,
+    }
     env.update({k: v for k, v in optional.items() if v})
     return env
+
+
+def dataset_url(cfg: RunConfig) -> str | None:
+    """``dataset.path`` when it is an http(s) URL (the contract's DATASET_URL), else None."""
+    path = cfg.dataset.path.strip()
+    return path if path.lower().startswith(("http://", "https://")) else None
+
+
+def work_dir_of(job: Job, cfg: RunConfig, fallback: Path) -> Path:
+    """The folder a job's trainer ran in, from what the job recorded: its output folder.
+
+    A resume must run where the first start ran, whoever resumes it (the GUI runs trainers in
+    the data folder, `tunedeck run` in the current folder): a relative ``output.output_dir`` and
+    relative dataset paths resolve there. The recorded output folder is that folder joined with
+    the config's relative output folder, so the prefix is the working folder. With an absolute
+    output folder (or none recorded) ``fallback`` is used: the output folder, and with it the
+    checkpoints, is then the same from anywhere.
+    """
+    relative = cfg.resolved_output_dir(None)
+    if relative.is_absolute() or not job.output_dir:
+        return fallback
+    recorded = Path(job.output_dir)
+    tail = len(relative.parts)
+    if tail < len(recorded.parts) and recorded.parts[-tail:] == relative.parts:
+        return Path(*recorded.parts[:-tail])
+    return fallback
+
+
+def output_dir_conflict(
+    store: Store, job_id: str, output_dir: Path, alive: AliveCheck
+) -> Job | None:
+    """Another local job, not final and still alive, that writes to ``output_dir``; None if none.
+
+    Two trainers in one folder would mix their event logs and overwrite each other's checkpoints.
+    ``alive(job)`` says whether that job's trainer may still be running.
+    """
+    wanted = _normalised(output_dir)
+    for other in store.list_jobs():
+        if other.id == job_id or other.is_final or other.target != "local":
+            continue
+        if other.output_dir and _normalised(Path(other.output_dir)) == wanted and alive(other):
+            return other
+    return None
+
+
+def _normalised(path: Path) -> str:
+    return os.path.normcase(os.path.abspath(os.path.expanduser(str(path))))
 
 
 class Launcher(Protocol):
@@ -121,7 +184,13 @@ def resume_config(cfg: RunConfig) -> RunConfig:
     return cfg.model_copy(update={"checkpoint": checkpoint})
 
 
+SECRET_VARIABLES = frozenset({"JOB_TOKEN", "INTERNAL_API_KEY", "HF_TOKEN"})
+
+
 def secret_free_env_view(env: Mapping[str, str]) -> dict[str, str]:
-    """The environment as it may be logged: secrets replaced."""
-    hidden = {"JOB_TOKEN", "INTERNAL_API_KEY", "HF_TOKEN"}
-    return {k: ("***" if k in hidden else v) for k, v in env.items()}
+    """The environment as it may be logged: secrets replaced, and a dataset URL without its
+    query (a presigned URL carries its signature there)."""
+    view = {k: ("***" if k in SECRET_VARIABLES else v) for k, v in env.items()}
+    if "?" in view.get("DATASET_URL", ""):
+        view["DATASET_URL"] = view["DATASET_URL"].split("?", 1)[0] + "?***"
+    return view

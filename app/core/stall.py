@@ -69,3 +69,10 @@ def stalled_alert(job_id: str, silent_s: float, *, model_name: str | None = None
         status="running",
         message=f"Nothing received for {minutes} minute{'s' if minutes != 1 else ''}.",
     )
+
+
+def silence_since(last_heard: float | None, started_at: float, following_since: float) -> float:
+    """When a running job's current silence began: the later of what was last heard from it,
+    its start, and the moment this app instance began following it. After a restart nothing
+    has been heard yet, and the time the app was closed is not the trainer's silence."""
+    return max(last_heard or 0.0, started_at, following_since)

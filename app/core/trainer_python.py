@@ -12,13 +12,18 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from trainer.events import CONTRACT_ENV_VARIABLES
 
 # What a trainer environment must be able to import.
 TRAINER_PACKAGES: tuple[str, ...] = ("torch", "transformers", "trl", "peft", "datasets")
 INSTALL_HINT = "pip install 'tunedeck[train]'"
 CHECK_TIMEOUT_S = 30.0
+# A frozen app points these at its own folder; a trainer must use its own Python's.
+LEAKY_VARIABLES = ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "PYTHONHOME", "PYTHONPATH")
 
 # Runs inside the candidate interpreter: find (not import) each package, report versions cheaply.
 _PROBE = """
@@ -115,12 +120,23 @@ def check_trainer_python(path: str, *, timeout_s: float = CHECK_TIMEOUT_S) -> Py
     return PythonCheck(True, f"Python {version} with {found}: ready to train.", version, packages)
 
 
-def clean_environment() -> dict[str, str]:
-    """This process's environment minus what would point another Python at the wrong libraries.
+def clean_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment another Python gets: the Settings "Check" probes it and every local run
+    starts from it (then adds the contract's variables), so both see the same one.
 
-    A frozen app sets LD_LIBRARY_PATH to its own folder (NOTES.md, Packaging).
+    ``parent`` (default: this process's environment) without library paths that would point
+    another Python at the wrong libraries (a frozen app sets LD_LIBRARY_PATH to its own folder,
+    NOTES.md Packaging), and without contract variables the parent itself may have been given.
     """
-    env = dict(os.environ)
-    for name in ("PYTHONHOME", "PYTHONPATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
+    parent = os.environ if parent is None else parent
+    env = {k: v for k, v in parent.items() if k not in LEAKY_VARIABLES}
+    for name in CONTRACT_ENV_VARIABLES:
         env.pop(name, None)
+    # PyInstaller keeps the user's own value here; give that back
+    for name in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
+        original = parent.get(f"{name}_ORIG")
+        if original:
+            env[name] = original
+        env.pop(f"{name}_ORIG", None)
+    env["PYTHONUNBUFFERED"] = "1"  # log lines as they are written, not at exit
     return env

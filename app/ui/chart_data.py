@@ -8,15 +8,15 @@ in growable numpy arrays, so a million points cost a few appends, not a million 
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import numpy as np
 
+from app.core.metrics_csv import JobRows, write_metrics_csv
 from trainer.events import METRIC_FIELDS
 
 NOT_METRICS = frozenset({"step", "timestamp", "job_id", "seq", "id", "received_at"})
@@ -300,6 +300,8 @@ class JobSeries:
     def __init__(self) -> None:
         self.series: dict[str, Series] = {}
         self.start_time: float | None = None  # wall time of the first point: x=0 in time mode
+        # fields that are not numbers (a phase name, a flag), by step: not drawn, but exported
+        self.other: dict[float, dict[str, Any]] = {}
 
     def get(self, metric: str) -> Series | None:
         return self.series.get(metric)
@@ -339,9 +341,12 @@ class ChartData:
             if job.start_time is None and not math.isnan(when):
                 job.start_time = when
             for metric, value in point.items():
-                if metric in NOT_METRICS or isinstance(value, bool):
+                if metric in NOT_METRICS or value is None:
                     continue
-                if not isinstance(value, int | float) or not math.isfinite(value):
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    job.other.setdefault(float(step), {})[metric] = value
+                    continue
+                if not math.isfinite(value):
                     continue
                 series = job.series.get(metric)
                 if series is None:
@@ -366,40 +371,32 @@ class ChartData:
         fixed = [p for p in PANELS if p.key in keys]
         return fixed + [panel(k) for k in sorted(keys - {p.key for p in fixed})]
 
+    def rows(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's points as the store gives them back (step, fields, ISO timestamp), for
+        export."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return []
+        table: dict[float, dict[str, Any]] = {}
+        for metric, series in job.series.items():
+            for step, value, when in zip(series.steps, series.values, series.times, strict=True):
+                row = table.setdefault(float(step), {})
+                row[metric] = float(value)
+                if "timestamp" not in row and not math.isnan(when):
+                    row["timestamp"] = _iso(float(when))
+        for step, fields in job.other.items():
+            table.setdefault(step, {}).update(fields)
+        return [
+            {"step": int(step) if step.is_integer() else step, **table[step]}
+            for step in sorted(table)
+        ]
+
     def write_csv(self, job_ids: Iterable[str], out: IO[str], labels: Mapping[str, str]) -> int:
-        """One row per job and step, one column per metric; returns the rows written."""
-        ids = list(job_ids)
-        metrics = self.metrics(ids)
-        writer = csv.writer(out)
-        writer.writerow(["job_id", "job", "step", "time_s", *metrics])
-        rows = 0
-        for job_id in ids:
-            job = self.jobs.get(job_id)
-            if job is None:
-                continue
-            table: dict[float, dict[str, float]] = {}
-            times: dict[float, float] = {}
-            for metric, series in job.series.items():
-                rel = series.times - (job.start_time or 0.0)
-                for step, value, t in zip(series.steps, series.values, rel, strict=True):
-                    table.setdefault(float(step), {})[metric] = float(value)
-                    if not math.isnan(t):
-                        times.setdefault(float(step), float(t))
-            for step in sorted(table):
-                row = table[step]
-                t = times.get(step)
-                writer.writerow(
-                    [
-                        job_id,
-                        labels.get(job_id, job_id),
-                        int(step) if step.is_integer() else step,
-                        "" if t is None else f"{t:.3f}",
-                        *(_fmt(row.get(m)) for m in metrics),
-                    ]
-                )
-                rows += 1
-        return rows
+        """The CSV of ``tunedeck export`` for these jobs (app.core.metrics_csv); rows written."""
+        jobs = [JobRows(j, labels.get(j, j), self.rows(j)) for j in job_ids if j in self.jobs]
+        return write_metrics_csv(jobs, out)
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None else repr(value)
+def _iso(when: float) -> str:
+    """Seconds since the epoch as the contract writes timestamps (trainer.events.utc_now_iso)."""
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

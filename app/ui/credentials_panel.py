@@ -89,8 +89,8 @@ class CredentialsPanel(QWidget):
         layout.addLayout(grid)
         note = QLabel(
             "Secrets are never written to Tunedeck's files, logs or exported configs. The RunPod "
-            "key stays on this computer; the Hugging Face token goes to a run only when it pushes "
-            "to the Hub."
+            "key stays on this computer; the Hugging Face token is given to each run you start "
+            "(as HF_TOKEN, for private models, datasets and pushes to the Hub)."
         )
         note.setWordWrap(True)
         note.setStyleSheet("color: palette(mid);")

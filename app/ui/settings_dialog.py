@@ -2,7 +2,9 @@
 
 ``SettingsDialog(settings, credentials)`` edits a copy of the settings; OK validates it, saves any
 secret typed in but not yet saved, writes the settings file, emits ``settings_saved`` with the
-new settings and closes. Cancel changes nothing (secrets already saved with their own Save
+new settings and closes. The app applies them at once (``Tunedeck._settings_saved``), except
+the receiver's port and address, which apply at its next start (the Receiver tab says so).
+Cancel changes nothing (secrets already saved with their own Save
 button stay saved). Checks that touch the network, the keyring or another process run off the
 GUI thread; the dialog stays responsive while they do.
 """
@@ -116,7 +118,11 @@ class SettingsDialog(QDialog):
         form.addRow("Port", self.port)
         form.addRow("Listen on", self.host)
         form.addRow(self.host_warning)
-        note = QLabel("Changes apply the next time the receiver starts.")
+        note = QLabel(
+            "The port and address apply the next time Tunedeck starts: running trainers keep "
+            "reporting to the receiver they were given. Every other setting applies at once."
+        )
+        note.setObjectName("receiverNote")
         note.setWordWrap(True)
         form.addRow(note)
         return page

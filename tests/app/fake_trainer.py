@@ -9,7 +9,8 @@ FAKE_STEPS (20), FAKE_STEP_S (0.02), FAKE_BATCH (5), FAKE_LINGER_S (0: seconds s
 after a cancel's final alert, before exiting), FAKE_MODE: complete | crash (exit 1 with a
 traceback, no final alert) | ignore_term (SIGTERM does nothing) | silent (posts nothing).
 Every point and alert is also appended to events.jsonl in the config's output folder, in the
-trainer's event-log format, as the real trainer does.
+trainer's event-log format (with the job id at top level), as the real trainer does.
+FAKE_ENV_DUMP: a file to write the whole environment it was given to, as JSON.
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seen = {k: k in env for k in ("LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "JOB_TOKEN")}
     print("ENV " + json.dumps(seen), flush=True)
+    if env.get("FAKE_ENV_DUMP"):
+        with open(env["FAKE_ENV_DUMP"], "w", encoding="utf-8") as f:
+            json.dump(dict(env), f)
     print(f"CONFIG name={config['name']} resume={config['checkpoint']['resume_from_checkpoint']}")
+    print(f"CWD {os.getcwd()}", flush=True)
     job_id = env["JOB_ID"]
     metrics_url, alerts_url = env.get("METRICS_API_URL"), env.get("ALERT_API_URL")
     bearer = {"Authorization": f"Bearer {env.get('JOB_TOKEN', '')}"}
@@ -83,7 +88,8 @@ def main() -> int:
     event_log = open(os.path.join(out, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
 
     def record(kind: str, data: dict) -> None:
-        event_log.write(json.dumps({"seq": 0, "kind": kind, "data": data}) + "\n")
+        line = {"seq": 0, "kind": kind, "job_id": job_id, "data": data}
+        event_log.write(json.dumps(line) + "\n")
         event_log.flush()
 
     def alert(kind: str, **fields: object) -> None:

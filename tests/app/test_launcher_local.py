@@ -21,9 +21,11 @@ from app.core import paths
 from app.core.ingest import Ingestor
 from app.core.jobs import Job
 from app.core.launcher import LaunchError, ReceiverAddress, contract_env, create_job_for
-from app.core.launcher_local import LocalLauncher, clean_environment, process_start_time
+from app.core.launcher_local import LocalLauncher, events_of_job
+from app.core.processes import process_start_time
 from app.core.receiver import ReceiverServer
 from app.core.store import Store
+from app.core.trainer_python import check_trainer_python, clean_environment
 from trainer.config import RunConfig, parse_config
 
 
@@ -326,7 +328,7 @@ def test_reattach_to_a_gone_or_reused_pid_marks_the_job_failed(store: Store) -> 
 def test_contract_environment_has_optional_variables_only_when_given(store: Store) -> None:
     job = store.create_job(name="a", method="sft", model="org/m", user_id="me")
     receiver = ReceiverAddress("http://127.0.0.1:8765", "key")
-    env = contract_env(job, token="tok", receiver=receiver)
+    env = contract_env(job, token="tok", receiver=receiver, environ={})
     assert env == {
         "JOB_ID": job.id,
         "JOB_TOKEN": "tok",
@@ -338,6 +340,197 @@ def test_contract_environment_has_optional_variables_only_when_given(store: Stor
     }
     assert contract_env(job, token="t", receiver=None, hf_token="hf_x")["HF_TOKEN"] == "hf_x"
     assert "METRICS_API_URL" not in contract_env(job, token="t", receiver=None)
+
+
+def test_contract_environment_takes_hub_token_dataset_url_and_repo_from_one_place(
+    store: Store,
+) -> None:
+    job = store.create_job(name="a", method="sft", model="org/m")
+    user_env = {"HF_TOKEN": "hf_from_the_users_shell"}
+    local = parse_config({"name": "a"})
+    env = contract_env(job, token="t", receiver=None, cfg=local, environ=user_env)
+    assert env["HF_TOKEN"] == "hf_from_the_users_shell"  # no keyring token: the user's own
+    assert "DATASET_URL" not in env and "HF_REPO_NAME" not in env
+    hub = parse_config(
+        {
+            "name": "a",
+            "dataset": {"path": "https://example.org/rows.jsonl"},
+            "output": {"push_to_hub": True, "hub_repo": "ada/tiny"},
+        }
+    )
+    env = contract_env(job, token="t", receiver=None, cfg=hub, hf_token="hf_kr", environ=user_env)
+    assert env["HF_TOKEN"] == "hf_kr"  # the keyring's comes first
+    assert env["DATASET_URL"] == "https://example.org/rows.jsonl"
+    assert env["HF_REPO_NAME"] == "ada/tiny"
+    repo_off = hub.model_copy(
+        update={"output": hub.output.model_copy(update={"push_to_hub": False})}
+    )
+    assert "HF_REPO_NAME" not in contract_env(job, token="t", receiver=None, cfg=repo_off)
+
+
+def test_a_run_gets_the_hub_variables_and_its_log_shows_no_secret(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dump = tmp_path / "env.json"
+    monkeypatch.setenv("HF_TOKEN", "hf_users_own_must_lose_to_the_keyring")
+    cfg = parse_config(
+        {
+            "name": "hub",
+            "dataset": {"path": "https://data.example/rows.jsonl?X-Signature=s3cr3t"},
+            "output": {
+                "output_dir": str(tmp_path / "out" / "hub"),
+                "push_to_hub": True,
+                "hub_repo": "ada/tiny",
+            },
+        }
+    )
+
+    async def keyring_token() -> str | None:
+        return "hf_SECRET_from_keyring"
+
+    async def scenario() -> Job:
+        async with harness(store, tmp_path, monkeypatch, steps="3", env_dump=str(dump)) as h:
+            h.launcher.hf_token_source = keyring_token
+            job = await start(h, cfg)
+            await asyncio.wait_for(h.launcher.wait(job.id), 30)
+            return job
+
+    job = asyncio.run(scenario())
+    env = json.loads(dump.read_text())
+    assert env["HF_TOKEN"] == "hf_SECRET_from_keyring"
+    assert env["DATASET_URL"] == "https://data.example/rows.jsonl?X-Signature=s3cr3t"
+    assert env["HF_REPO_NAME"] == "ada/tiny"
+    log_text = (paths.job_dir(job.id) / "trainer.log").read_text()
+    assert "HF_TOKEN=*** " in log_text and "HF_REPO_NAME=ada/tiny" in log_text
+    assert "DATASET_URL=https://data.example/rows.jsonl?***" in log_text
+    for secret in ("hf_SECRET_from_keyring", "s3cr3t", env["JOB_TOKEN"], API_KEY):
+        assert secret not in log_text
+
+
+def test_the_settings_check_and_a_run_see_the_same_environment(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a frozen app's environment: the trainer Python must get the user's own library path back
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/frozen/_internal")
+    monkeypatch.setenv("LD_LIBRARY_PATH_ORIG", "/opt/cuda/lib64")
+    monkeypatch.setenv("PYTHONPATH", "/frozen")
+    monkeypatch.setenv("JOB_ID", "inherited-from-a-parent")
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    # a "training Python" that records the environment it was started with, every time
+    python = tmp_path / "python-that-records"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'n=$(ls "{seen}" | wc -l)\n'
+        f'"{sys.executable}" -I -c "import json, os, sys; '
+        f'json.dump(dict(os.environ), open(sys.argv[1], \'w\'))" "{seen}/$n.json"\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    python.chmod(0o755)
+
+    async def scenario() -> Job:
+        async with harness(store, tmp_path, monkeypatch, steps="2") as h:
+            check = check_trainer_python(str(python), timeout_s=20)  # Settings → Check
+            assert check.python_version  # the probe ran through the recording script
+            h.launcher.python = str(python)
+            job = await start(h, config(tmp_path))
+            await asyncio.wait_for(h.launcher.wait(job.id), 30)
+            return job
+
+    job = asyncio.run(scenario())
+    check_env, run_env = (json.loads((seen / f"{n}.json").read_text()) for n in (0, 1))
+    assert run_env["JOB_ID"] == job.id  # the run's own, not the inherited one
+    contract = set(contract_env(job, token="", receiver=h_receiver(), environ={}))
+    shell = {"PWD", "OLDPWD", "SHLVL", "_"}  # set by /bin/sh in the recording script
+    assert {k: v for k, v in run_env.items() if k not in contract | shell} == {
+        k: v for k, v in check_env.items() if k not in shell
+    }
+    assert check_env["LD_LIBRARY_PATH"] == "/opt/cuda/lib64" and "PYTHONPATH" not in check_env
+    assert "JOB_ID" not in check_env
+
+
+def h_receiver() -> ReceiverAddress:
+    return ReceiverAddress("http://127.0.0.1:1", API_KEY)
+
+
+def test_a_second_run_into_an_output_folder_in_use_is_refused(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> tuple[Job, Job, LaunchError, LaunchError]:
+        async with harness(store, tmp_path, monkeypatch, steps="300") as h:
+            cfg = config(tmp_path, "shared")
+            earlier = await start(h, cfg)
+            await wait_for_step(store, earlier.id, 2)
+            await h.launcher.cancel(earlier.id, grace_s=20)
+            running = await start(h, cfg)  # the folder is free again
+            second = create_job_for(store, cfg.model_copy(update={"name": "second"}))
+            with pytest.raises(LaunchError) as refused:
+                await h.launcher.start(second, cfg)
+            with pytest.raises(LaunchError) as resume_refused:
+                await h.launcher.resume(earlier.id)
+            await h.launcher.cancel(running.id, grace_s=20)
+            return running, second, refused.value, resume_refused.value
+
+    running, second, refused, resume_refused = asyncio.run(scenario())
+    for err in (refused, resume_refused):
+        assert running.id in str(err) and "out/shared" in str(err)
+        assert "output.output_dir" in err.hint
+    assert store.require_job(second.id).pid is None  # nothing was started for it
+    earlier = next(j for j in store.list_jobs() if j.id not in (running.id, second.id))
+    assert store.require_job(earlier.id).status == "cancelled"  # a refused resume changes nothing
+
+
+def test_reading_back_the_event_log_keeps_only_the_jobs_own_lines(tmp_path: Path) -> None:
+    lines = [
+        {"kind": "alert", "job_id": "A", "data": {"type": "job_started", "job_id": "A"}},
+        {"kind": "metric", "job_id": "A", "data": {"step": 1, "train_loss": 1.0}},
+        {"kind": "alert", "job_id": "B", "data": {"type": "job_started", "job_id": "B"}},
+        {"kind": "metric", "job_id": "A", "data": {"step": 2, "train_loss": 0.5}},
+        {"kind": "metric", "job_id": "B", "data": {"step": 1, "train_loss": 9.0}},
+        {"kind": "alert", "job_id": "A", "data": {"type": "job_completed", "job_id": "A"}},
+    ]
+    log = tmp_path / "events.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in lines) + '{"kind": "metr')
+    points, alerts = events_of_job(log, "A")
+    assert [(p["step"], p["train_loss"]) for p in points] == [(1, 1.0), (2, 0.5)]
+    assert [a["type"] for a in alerts] == ["job_started", "job_completed"]
+    points, alerts = events_of_job(log, "B")
+    assert points == [{"step": 1, "train_loss": 9.0}] and len(alerts) == 1
+    # an older trainer wrote no job id: from where this run began, the folder was its alone
+    old = tmp_path / "old.jsonl"
+    old.write_text(
+        json.dumps({"kind": "alert", "data": {"type": "job_started", "job_id": "C"}})
+        + "\n"
+        + json.dumps({"kind": "metric", "data": {"step": 1, "train_loss": 3.0}})
+        + "\n"
+    )
+    points, alerts = events_of_job(old, "C")
+    assert points == [{"step": 1, "train_loss": 3.0}] and alerts[0]["job_id"] == "C"
+
+
+def test_resume_runs_the_trainer_where_the_job_first_ran(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # started by the GUI (its trainers run in the data folder), resumed by `tunedeck resume`
+    # from another folder: the trainer must find the same relative output folder again
+    gui_dir, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    cfg = parse_config({"name": "relative", "output": {"output_dir": "outputs/{name}"}})
+
+    async def scenario() -> tuple[Job, list[str]]:
+        async with harness(store, gui_dir, monkeypatch, steps="300") as gui:
+            job = await start(gui, cfg)
+            await wait_for_step(store, job.id, 2)
+            await gui.launcher.cancel(job.id, grace_s=20)
+        monkeypatch.setenv("FAKE_STEPS", "3")
+        async with harness(store, elsewhere, monkeypatch) as cli:
+            await cli.launcher.resume(job.id)
+            await asyncio.wait_for(cli.launcher.wait(job.id), 30)
+            return job, cli.output(job.id)
+
+    job, resumed_output = asyncio.run(scenario())
+    assert f"CWD {gui_dir}" in resumed_output
+    assert store.require_job(job.id).output_dir == str(gui_dir / "outputs" / "relative")
+    assert not (elsewhere / "outputs").exists()
 
 
 def test_clean_environment_restores_a_frozen_apps_saved_library_path() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,21 +101,57 @@ def test_wall_time_is_seconds_since_the_jobs_first_point() -> None:
 
 def test_csv_export_has_one_row_per_job_and_step() -> None:
     data = ChartData()
-    data.add_points("a", [{"step": 1, "train_loss": 2.0}, {"step": 1, "eval_loss": 2.2}])
-    data.add_points("a", [{"step": 2, "train_loss": 1.5}])
+    data.add_points("a", [{"step": 1, "train_loss": 2.5}, {"step": 1, "eval_loss": 2.2}])
+    data.add_points("a", [{"step": 2, "train_loss": 1.5, "phase": "reward_model"}])
     data.add_points("b", [{"step": 1, "train_loss": 3.0}])
     out = io.StringIO()
     assert data.write_csv(["a", "b"], out, {"a": "run A"}) == 3
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert rows[0] == {
+    assert {k: v for k, v in rows[0].items() if v} == {
         "job_id": "a",
         "job": "run A",
         "step": "1",
-        "time_s": "",
-        "train_loss": "2.0",
+        "train_loss": "2.5",
         "eval_loss": "2.2",
     }
     assert rows[1]["eval_loss"] == "" and rows[2]["job"] == "b"
+    assert rows[1]["phase"] == "reward_model"  # a string field is exported, not dropped
+
+
+def test_the_charts_and_the_cli_export_the_same_columns_and_values(tmp_path: Path) -> None:
+    from app.cli import main as cli_main
+    from app.core.store import Store
+
+    points = [
+        {
+            "step": 1,
+            "train_loss": 2.5,
+            "learning_rate": 1e-4,
+            "timestamp": "2026-11-28T12:00:00.000000Z",
+        },
+        {
+            "step": 2,
+            "train_loss": 1.25,
+            "phase": "policy",
+            "rewards/margins": 0.5,
+            "n": 3,
+            "timestamp": "2026-11-28T12:00:01.500000Z",
+        },
+    ]
+    with Store() as store:
+        job = store.create_job(name="parity", method="sft", model="m")
+        store.add_metrics(job.id, points)
+        stored = store.metrics(job.id)
+    target = tmp_path / "cli.csv"
+    assert cli_main(["export", job.id, "--csv", "-o", str(target)]) == 0
+    data = ChartData()
+    data.add_points(job.id, stored)  # what the window loads for a job
+    gui = io.StringIO()
+    data.write_csv([job.id], gui, {job.id: "parity"})
+    assert gui.getvalue() == target.read_text()
+    header = gui.getvalue().splitlines()[0].split(",")
+    assert header[:4] == ["job_id", "job", "step", "epoch"]
+    assert {"phase", "rewards/margins", "n", "timestamp"} <= set(header)
 
 
 def test_a_million_points_decimate_to_a_few_thousand_and_keep_every_peak() -> None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QDialogButtonBox, QLabel, QMessageBox
 
+from app.core.processes import process_start_time
 from app.core.store import Store
 from app.core.tokens import hash_token
 from app.ui.jobs_model import COLUMNS
 from tests.ui.app_harness import make_app, until
+from trainer.config import parse_config
 
 
 def _history() -> dict[str, str]:
@@ -202,27 +206,103 @@ def test_the_window_paints_before_the_core_starts_and_then_reads_the_history(
         qloop.run_until_complete(tunedeck.stop())
 
 
+FAKE_TRAINER = Path(__file__).resolve().parents[1] / "app" / "fake_trainer.py"
+
+
+def _fake_training_python(folder: Path) -> Path:
+    """A 'training Python' that runs the fake trainer where the real one would run the trainer
+    (`python -m trainer --config ...` -> `python fake_trainer.py --config ...`)."""
+    script = folder / "fake-python"
+    script.write_text(f'#!/bin/sh\nshift 2\nexec "{sys.executable}" "{FAKE_TRAINER}" "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
 def test_settings_opens_the_settings_dialog_and_saved_choices_apply_at_once(
-    qtbot, qloop, tmp_path
+    qtbot, qloop, tmp_path, monkeypatch
 ) -> None:
     from app.core.credentials import CredentialStore
     from app.ui.settings_dialog import SettingsDialog
 
+    dump = tmp_path / "trainer-env.json"
+    monkeypatch.setenv("FAKE_STEPS", "2")
+    monkeypatch.setenv("FAKE_ENV_DUMP", str(dump))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     tunedeck = make_app(tmp_path)
     tunedeck.credentials = CredentialStore(timeout_s=2)  # the dialog edits the real store
     qtbot.addWidget(tunedeck.window)
     tunedeck.window.show()
     qloop.run_until_complete(tunedeck.start())
     try:
+        receiver_url = tunedeck.receiver.url
         tunedeck.window.settings_action.trigger()
-        dialogs = [w for w in tunedeck.window.findChildren(SettingsDialog)]
-        assert len(dialogs) == 1 and dialogs[0].isVisible()
-        changed = tunedeck.settings.model_copy(
-            update={"notify": {**tunedeck.settings.notify, "job_completed": False}}
-        )
-        dialogs[0].settings_saved.emit(changed)
+        [dialog] = tunedeck.window.findChildren(SettingsDialog)
+        assert dialog.isVisible()
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=10_000)
+        # what a user changes: a notification, the training Python, the stall time, the Hub
+        # token (typed, not saved with its own button), and the receiver's port
+        dialog.notify_boxes["job_completed"].setChecked(False)
+        dialog.python.setText(str(_fake_training_python(tmp_path)))
+        dialog.stall.setValue(1)
+        dialog.credentials.rows["hf_token"].edit.setText("hf_TYPED_IN_SETTINGS")
+        dialog.port.setValue(tunedeck.receiver.port + 1)
+        assert "next time Tunedeck starts" in dialog.findChild(QLabel, "receiverNote").text()
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+        qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=10_000)
+
         assert not tunedeck.notifications.policy.should_notify("job_completed")
         assert tunedeck.notifications.policy.should_notify("job_failed")
-        dialogs[0].reject()
+        # the receiver stays where the running trainers report to, and the app says so
+        assert tunedeck.receiver.url == receiver_url
+        assert "next time Tunedeck starts" in tunedeck.window.statusBar().currentMessage()
+        # the stall time: a run silent for just over a minute is reported now
+        quiet = tunedeck.store.create_job(name="quiet", method="sft", model="m")
+        tunedeck.store.set_status(quiet.id, "running")
+        assert tunedeck.check_stalls(now=time.time() + 61) == [quiet.id]
+        tunedeck.store.set_status(quiet.id, "cancelled")
+        # the next launch runs the chosen Python with the token just saved
+        config = parse_config({"name": "after-settings", "output": {"output_dir": "out/{name}"}})
+        job_id = qloop.run_until_complete(tunedeck.service.launch(config, "local"))
+        qloop.run_until_complete(
+            until(lambda: tunedeck.store.require_job(job_id).is_final, 30, "the run to end")
+        )
+        assert tunedeck.store.require_job(job_id).status == "completed"
+        env = json.loads(dump.read_text())
+        assert env["HF_TOKEN"] == "hf_TYPED_IN_SETTINGS"
+        assert env["JOB_ID"] == job_id  # the fake trainer ran: the new Python was used
     finally:
         qloop.run_until_complete(tunedeck.stop())
+
+
+def test_a_reattached_run_that_has_not_reported_yet_is_not_stalled_at_once(
+    qtbot, qloop, tmp_path
+) -> None:
+    # a run started an hour ago, still going, silent since the app was closed
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Store() as store:
+            job = store.create_job(name="long", method="sft", model="m")
+            store.update_job(
+                job.id, pid=trainer.pid, pid_started_at=process_start_time(trainer.pid)
+            )
+            store.set_status(job.id, "running")
+            store._db.execute(
+                "UPDATE jobs SET started_at = started_at - 3600, created_at = created_at - 3600"
+                " WHERE id = ?",
+                (job.id,),
+            )
+        tunedeck = make_app(tmp_path)  # stall after 10 minutes (the default)
+        qtbot.addWidget(tunedeck.window)
+        qloop.run_until_complete(tunedeck.start())
+        try:
+            assert tunedeck.launcher.status(job.id).running  # reattached
+            assert tunedeck.check_stalls() == []
+            assert tunedeck.check_stalls(now=time.time() + 9 * 60) == []
+            assert tunedeck.check_stalls(now=time.time() + 11 * 60) == [job.id]
+            alerts = [a["type"] for a in tunedeck.store.alerts(job.id)]
+            assert alerts == ["stalled"]
+        finally:
+            qloop.run_until_complete(tunedeck.stop())
+    finally:
+        trainer.kill()
+        trainer.wait()
