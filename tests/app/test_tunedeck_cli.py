@@ -320,3 +320,32 @@ def test_resume_from_another_folder_continues_from_the_jobs_own_checkpoint(
         steps = [p["step"] for p in store.metrics(again.id)]
     # the chart continues from the checkpoint: no step twice, none missing
     assert steps == list(range(1, max(steps) + 1)) and max(steps) > stopped_at
+
+
+def test_a_cli_run_takes_the_hub_token_from_the_keyring_before_the_environment(
+    tmp_path: Path,
+) -> None:
+    if os.environ.get("TUNEDECK_SECRET_SERVICE") != "1":
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI must run this under scripts/with-keyring.sh (a real Secret Service)")
+        pytest.skip("no Secret Service here: run under scripts/with-keyring.sh")
+    from app.core.credentials import CredentialStore
+
+    store = CredentialStore(timeout_s=10)
+    store.set("hf_token", "hf_FROM_THE_KEYRING")  # as Settings → Credentials → Save does
+    try:
+        dump = tmp_path / "trainer-env.json"
+        done = tunedeck(
+            "run",
+            str(write_config(tmp_path)),
+            "--python",
+            str(fake_python(tmp_path)),
+            cwd=tmp_path,
+            FAKE_STEPS="2",
+            FAKE_ENV_DUMP=str(dump),
+            HF_TOKEN="hf_users_own",
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(dump.read_text())["HF_TOKEN"] == "hf_FROM_THE_KEYRING"
+    finally:
+        store.delete("hf_token")
