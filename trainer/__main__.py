@@ -147,9 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as err:
         from trainer.artifacts import HubPushError
+        from trainer.reporting.disk_full import disk_full_note
 
         if isinstance(err, HubPushError):
             print(f"error: {err}", file=sys.stderr)
+            return EXIT_BUG
+        full_disk = disk_full_note(err)  # not a bug: one line, no traceback
+        if full_disk:
+            print(f"error: {full_disk}", file=sys.stderr)
             return EXIT_BUG
         traceback.print_exc()
         print(f"error: unexpected {type(err).__name__}: {err}", file=sys.stderr)

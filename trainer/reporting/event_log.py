@@ -18,8 +18,10 @@ and on close, so a power cut can lose the last few seconds of points but never a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -78,9 +80,14 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
+                try:
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+                except OSError as err:  # a full disk; the run's own failure alert says so
+                    sys.stderr.write(f"tunedeck: {self.path} lost its last lines: {err}\n")
+                finally:
+                    with contextlib.suppress(OSError):
+                        self._file.close()
 
     def _repair_torn_tail(self) -> None:
         # A process killed mid-write leaves a line without its newline; the next line must not be

@@ -111,7 +111,11 @@ class Reporter:
             }
         )
         data = _without_nulls(clean_payload(alert.model_dump()))
-        seq = self._write("alert", data)
+        try:
+            seq = self._write("alert", data)
+        except OSError as err:  # a full disk: the alert that says so must still go out
+            log.error("could not write the %s alert to %s (%s)", type_, self.event_log.path, err)
+            seq = self.event_log.seq
         if seq is not None and self.alerts_lane is not None:
             self.alerts_lane.submit(seq, data)
 

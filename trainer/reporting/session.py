@@ -31,6 +31,7 @@ from typing import Any
 
 from trainer.config import RunConfig
 from trainer.reporting.control import RunControl
+from trainer.reporting.disk_full import disk_full_fields
 from trainer.reporting.failures import failure_fields, is_cuda_oom, oom_advice
 from trainer.reporting.reporter import Reporter
 
@@ -219,6 +220,7 @@ class ReportingSession:
             self.exit_code = 130
             return
         fields = failure_fields(exc)
+        fields.update(disk_full_fields(exc, self.output_dir))  # a full disk, said plainly
         if is_cuda_oom(exc):
             advice = oom_advice(self.cfg)
             self.alert(
