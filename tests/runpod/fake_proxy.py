@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,10 +41,20 @@ class ProxyFaults:
     )  # pod -> (until, status)
 
 
-def proxy_handler(fake: FakeRunPod) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    session: list[aiohttp.ClientSession] = []
+class FakeProxy:
+    """Forwards ``/proxy/{pod_id}-{port}/{tail}`` for one fake; one client session, closed
+    with the app."""
 
-    async def forward(request: web.Request) -> web.StreamResponse:
+    def __init__(self, fake: FakeRunPod) -> None:
+        self.fake = fake
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self, app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        fake = self.fake
         pod_id, _, port = request.match_info["target"].rpartition("-")
         pod = fake.pods.get(pod_id)
         if pod is None or pod.terminated_at is not None or not port.isdigit():
@@ -56,35 +65,27 @@ def proxy_handler(fake: FakeRunPod) -> Callable[[web.Request], Awaitable[web.Str
         local = pod.port_map.get(int(port))
         if local is None or fake.pod_status(pod_id) != "RUNNING":
             return web.Response(status=502, text="502: the pod does not answer on that port\n")
-        if not session:
-            session.append(aiohttp.ClientSession(auto_decompress=False))
-        tail = request.match_info.get("tail", "")
-        url = f"http://127.0.0.1:{local}/{tail}"
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auto_decompress=False)
+        url = f"http://127.0.0.1:{local}/{request.match_info.get('tail', '')}"
         if request.query_string:
             url += f"?{request.query_string}"
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         try:
-            async with asyncio.timeout(fake.proxy.cut_s):
-                async with session[0].request(
+            async with (
+                asyncio.timeout(fake.proxy.cut_s),
+                self._session.request(
                     request.method,
                     url,
                     headers=headers,
                     data=await request.read(),
                     allow_redirects=False,
-                ) as upstream:
-                    body = await upstream.read()
-                    reply_headers = {
-                        k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-                    }
-                    return web.Response(status=upstream.status, body=body, headers=reply_headers)
+                ) as upstream,
+            ):
+                body = await upstream.read()
+                reply = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+                return web.Response(status=upstream.status, body=body, headers=reply)
         except TimeoutError:
             return web.Response(status=CUT_STATUS, text="524: a timeout occurred\n")
         except aiohttp.ClientError:
             return web.Response(status=502, text="502: the pod does not answer on that port\n")
-
-    async def close(app: web.Application) -> None:
-        if session:
-            await session[0].close()
-
-    forward.on_cleanup = close  # type: ignore[attr-defined]
-    return forward

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from app.core.runpod.catalog import GPU_TABLE_PATH
 from tests.runpod.fake_contract import Contract
-from tests.runpod.fake_proxy import ProxyFaults, proxy_handler
+from tests.runpod.fake_proxy import FakeProxy, ProxyFaults
 from tests.runpod.schema import load_schema
 from tests.runpod.sim_pod import SimulatedPod, base_environment, free_port
 
@@ -188,11 +188,11 @@ class FakeRunPod:
         app.router.add_route("GET", "/v2/pods/{id}/logs", self._pod_logs)
         app.router.add_route("GET", "/v2/catalog/gpus", self._gpu_types)
         app.router.add_route("GET", "/v2/billing/pods", self._pod_billing)
-        proxy = proxy_handler(self)
+        proxy = FakeProxy(self)
         for method in ("GET", "POST", "PUT", "DELETE", "HEAD"):
-            app.router.add_route(method, "/proxy/{target}/{tail:.*}", proxy)
-            app.router.add_route(method, "/proxy/{target}", proxy)
-        app.on_cleanup.append(proxy.on_cleanup)  # type: ignore[attr-defined]
+            app.router.add_route(method, "/proxy/{target}/{tail:.*}", proxy.forward)
+            app.router.add_route(method, "/proxy/{target}", proxy.forward)
+        app.on_cleanup.append(proxy.close)
         app.middlewares.append(self._middleware)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
@@ -264,12 +264,12 @@ class FakeRunPod:
 
     def live_pods(self) -> list[str]:
         """Pods not terminated (any status but TERMINATED: a stopped pod still bills disk)."""
-        return [pid for pid, pod in self.pods.items() if pod.terminated_at is None]
+        return [pid for pid, pod in list(self.pods.items()) if pod.terminated_at is None]
 
     def alive_processes(self) -> dict[str, list[int]]:
         return {
             pid: pod.sim.pids()
-            for pid, pod in self.pods.items()
+            for pid, pod in list(self.pods.items())
             if pod.sim is not None and pod.sim.alive()
         }
 
@@ -358,9 +358,9 @@ class FakeRunPod:
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
         if not token:
             return problem(401, "Unauthorized", "missing bearer token")
-        if secrets.compare_digest(token, self.account_key):
+        if _same(token, self.account_key):
             return None
-        pod = next((p for p in self.pods.values() if secrets.compare_digest(p.key, token)), None)
+        pod = next((p for p in self.pods.values() if _same(p.key, token)), None)
         if pod is None:
             return problem(401, "Unauthorized", "invalid api key")
         own = request.match_info.get("id") == pod.id and request.path == f"/v2/pods/{pod.id}"
@@ -677,6 +677,10 @@ def json_response(status: int, body: Any) -> web.Response:
     return web.Response(
         status=status, body=json.dumps(body).encode(), content_type="application/json"
     )
+
+
+def _same(a: str, b: str) -> bool:
+    return secrets.compare_digest(a.encode(), b.encode())
 
 
 def _iso(epoch: float) -> str:
