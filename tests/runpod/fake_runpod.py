@@ -45,7 +45,7 @@ ACTIONS_BY_STATUS = {
     "ERROR": ["start", "terminate"],
     "TERMINATED": [],
 }
-JSON_BODY = web.RequestKey("json_body", object)
+JSON_BODY = web.RequestKey("json_body", dict[str, Any])
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -347,7 +347,7 @@ class FakeRunPod:
                 "Request validation failed.",
                 errors=[v.split(": ", 1)[-1].removeprefix("body ") for v in violations],
             )
-        request[JSON_BODY] = json.loads(body) if body else None
+        request[JSON_BODY] = json.loads(body) if body else {}
         response = await handler(request)
         if delay:  # done, but answered late: a client that gave up does not know it was done
             await asyncio.sleep(delay)
@@ -428,7 +428,7 @@ class FakeRunPod:
         return next((row for row in self._gpu_table if row["id"] == gpu_id), None)
 
     async def _create_pod(self, request: web.Request) -> web.Response:
-        body: dict[str, Any] = request[JSON_BODY]  # type: ignore[assignment]
+        body = request[JSON_BODY]
         with self._lock:
             if self.faults.refuse_create:
                 status, detail, errors = self.faults.refuse_create.pop(0)
@@ -538,7 +538,7 @@ class FakeRunPod:
         pod = self._known(request)
         if pod is None:
             return problem(404, "Not Found", "pod not found")
-        action = request[JSON_BODY]["action"]  # type: ignore[index]
+        action = request[JSON_BODY]["action"]
         status = pod.status(self.provision_s)
         if action not in ACTIONS_BY_STATUS[status]:
             return problem(409, "Conflict", f"cannot {action} a pod that is {status}")
@@ -613,7 +613,7 @@ class FakeRunPod:
         wanted = request.query.get("podId")
         now = time.time()
         start = min([p.created for p in self.pods.values()] or [now])
-        records = []
+        records: list[dict[str, Any]] = []
         for pod in self.pods.values():
             if wanted and pod.id != wanted:
                 continue
