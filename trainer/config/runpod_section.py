@@ -7,9 +7,9 @@ from typing import Literal
 
 from trainer.config.fields import Section, option
 
-# A pinned image (PyTorch with CUDA, Python 3.11): the agent installs the trainer's own pinned
-# dependencies on top, skipping those the image already has at the right version.
-DEFAULT_RUNPOD_IMAGE = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
+# RunPod's PyTorch image (CUDA 12.8.1, torch 2.8), pinned: the agent installs the trainer's own
+# pinned dependencies on top, skipping those the image already has at the right version.
+DEFAULT_RUNPOD_IMAGE = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404"
 DEFAULT_GPU_TYPE = "NVIDIA GeForce RTX 4090"
 # One poll a second keeps the delay from a metric's creation to the chart under 3 s (p99).
 DEFAULT_POLL_INTERVAL_S = 1.0
@@ -52,9 +52,9 @@ class RunPodSection(Section):
     volume_id: str | None = option(
         None,
         title="Network volume",
-        description="Id of a RunPod network volume to mount at /runpod-volume (it outlives the "
-        "pod: put the output folder there to keep results if the pod is terminated before "
-        "they are downloaded). Empty for none.",
+        description="Id of a RunPod network volume to mount at /workspace, where the pod keeps "
+        "the run's files and results: they outlive the pod if it is terminated before they "
+        "are downloaded. Empty for none (the volume must be in the pod's data centre).",
         pattern=r"^[\w-]+$",
         max_length=64,
     )

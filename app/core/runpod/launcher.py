@@ -1,0 +1,831 @@
+"""Runs a job on a RunPod pod and never leaves the pod billing (DESIGN.md §6).
+
+The path of one job, each step a phase with its time and money recorded in the store:
+
+1. provisioning: the pod is written into ``cloud_resources`` BEFORE RunPod is asked to create
+   it (status "creating"); the pod runs the bootstrap agent with a fresh random token. The
+   user's RunPod key never goes into the pod; the Hugging Face token only when the run reads
+   from or pushes to the Hub. A create that errors or times out is followed by a lookup by
+   name, because RunPod may have made the pod anyway: what is found is terminated.
+2. installing: once the pod runs and its agent answers through RunPod's proxy, the trainer
+   bundle, the config and a local dataset are uploaded (chunked, resumable, checksummed) and
+   the trainer is started.
+3. training: the agent's event log is polled every ``runpod.poll_interval_s`` and fed to the
+   ``Ingestor`` (``EventFeed``: once per line, the last seq stored, so a restart continues from
+   it). The budget (warning at 80%, stop at 100%), the hard runtime cap and the trainer's
+   silence are watched here.
+4. collecting: after the final alert, the artifacts are downloaded into the job's output
+   folder and verified, the agent is told, and
+5. terminated: the pod is terminated and RunPod is asked again until it confirms.
+
+The pod is also terminated on any failure, on cancel (after the checkpoint is downloaded), at
+the budget, at max runtime and after too long a silence. If the app vanishes, the agent on the
+pod terminates its own pod after the grace time (pod_agent.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.core import paths
+from app.core.ingest import Ingestor
+from app.core.jobs import Job
+from app.core.launcher import (
+    ExitCallback,
+    LaunchError,
+    LaunchStatus,
+    OutputCallback,
+    contract_env,
+)
+from app.core.runpod import bootstrap, trainer_bundle
+from app.core.runpod.agent_client import AgentClient, AgentError, AgentUnreachable
+from app.core.runpod.client import RunPodClient
+from app.core.runpod.cost import BUDGET_WARNING_SHARE, PhaseLedger, budget_state, format_meter
+from app.core.runpod.endpoints import RunPodEndpoints, runpod_endpoints
+from app.core.runpod.errors import (
+    RunPodAuthError,
+    RunPodError,
+    RunPodNoStock,
+    RunPodQuota,
+    RunPodRateLimited,
+    RunPodRejected,
+)
+from app.core.runpod.models import Pod, PodRequest
+from app.core.runpod.orphans import PROVIDER, pod_name, terminate_verified
+from app.core.runpod.poller import EventFeed
+from app.core.store import CloudRun, Store
+from app.core.tokens import hash_token, new_job_token
+from trainer.config import ConfigError, RunConfig, parse_config
+
+log = logging.getLogger(__name__)
+
+AGENT_PORT = 8765
+CONFIG_NAME = "config.json"
+LOG_NAME = "trainer.log"
+TOKEN_NAME = "agent.token"  # the agent's token, 0600, for reattaching after a restart
+# trainer's own max_runtime stops it cleanly; the launcher's cap is a backstop past it
+RUNTIME_BACKSTOP_S = 10 * 60.0
+PhaseCallback = Callable[[str, str], None]  # job_id, one line: phase and dollars
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long each wait may last (tests shorten them)."""
+
+    provision_s: float = 20 * 60.0  # pod RUNNING and its agent answering
+    pod_check_s: float = 3.0  # between get_pod calls while provisioning
+    final_alert_s: float = 5 * 60.0  # after a cancel: until the trainer has saved and said so
+    unreachable_log_s: float = 60.0  # log an unreachable agent at most this often
+    verify_s: float = 1.0  # between checks that a terminated pod is gone
+
+
+@dataclass
+class _Run:
+    job_id: str
+    cfg: RunConfig
+    ledger: PhaseLedger
+    feed: EventFeed
+    token: str
+    pod_id: str | None = None
+    resource_row: int | None = None
+    agent: AgentClient | None = None
+    job_token: str | None = None  # only for /start; never stored
+    cancel_requested: bool = False
+    stop_reason: str | None = None  # why the run is being stopped (user, budget, runtime)
+    stop_by: float | None = None  # monotonic deadline for the trainer to confirm the stop
+    cancel_sent: bool = False
+    final_alert: dict[str, Any] | None = None
+    warned_budget: bool = False
+    last_heard: float = field(default_factory=time.monotonic)
+    training_since: float | None = None
+    log_offset: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def stop(self, reason: str, within_s: float) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.stop_by = time.monotonic() + within_s
+
+
+class RunPodLauncher:
+    """The ``Launcher`` for target "runpod"."""
+
+    def __init__(
+        self,
+        store: Store,
+        ingestor: Ingestor | None,
+        client: RunPodClient,
+        *,
+        endpoints: RunPodEndpoints | None = None,
+        base_dir: Path | None = None,
+        hf_token_source: Callable[[], str | Awaitable[str | None] | None] | None = None,
+        on_output: OutputCallback | None = None,
+        on_exit: ExitCallback | None = None,
+        on_phase: PhaseCallback | None = None,
+        agent_transport: Any = None,
+        timeouts: Timeouts | None = None,
+        bundle_dir: Path | None = None,
+        trainer_python: str | None = None,
+    ) -> None:
+        self.store = store
+        self.ingestor = ingestor or Ingestor(store)
+        self.client = client
+        self.endpoints = endpoints or runpod_endpoints()
+        self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.hf_token_source = hf_token_source
+        self.on_output = on_output
+        self.on_exit = on_exit
+        self.on_phase = on_phase
+        self.agent_transport = agent_transport
+        self.timeouts = timeouts or Timeouts()
+        self.bundle_dir = bundle_dir
+        self.trainer_python = trainer_python  # whose packages the pod pins (None: this one)
+        self._runs: dict[str, _Run] = {}
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def start(self, job: Job, cfg: RunConfig) -> None:
+        current = self.store.require_job(job.id)
+        if current.status != "queued":
+            raise LaunchError(
+                f"job {job.id} is {current.status}, not queued", "Create a new job to run again."
+            )
+        folder = paths.job_dir(job.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        config_text = cfg.to_json()  # no secrets: they travel in /start's environment
+        (folder / CONFIG_NAME).write_text(config_text, encoding="utf-8")
+        token = secrets.token_urlsafe(32)
+        _write_private(folder / TOKEN_NAME, token)
+        job_token = new_job_token()
+        output_dir = cfg.resolved_output_dir(self.base_dir)
+        self.store.update_job(
+            job.id,
+            token_hash=hash_token(job_token),
+            config_json=config_text,
+            log_path=str(folder / LOG_NAME),
+            output_dir=str(output_dir),
+            exit_code=None,
+        )
+        now = time.time()
+        # written down before RunPod is asked: a pod is never made without a row saying so
+        resource = self.store.record_resource(provider=PROVIDER, status="creating", job_id=job.id)
+        self.store.save_cloud_run(
+            job.id,
+            resource_row=resource.id,
+            phase="provisioning",
+            phase_started_at=now,
+            phases="{}",
+            last_seq=0,
+        )
+        ledger = PhaseLedger("provisioning", now)
+        run = _Run(job.id, cfg, ledger, EventFeed(self.store, self.ingestor, job.id), token)
+        run.resource_row, run.job_token = resource.id, job_token
+        pod = await self._create(run, self._pod_request(job, cfg, token))
+        run.pod_id = pod.id
+        run.ledger.cost_per_hour = pod.cost_per_hour
+        self.store.update_resource(
+            resource.id, resource_id=pod.id, status="created", cost_per_hour=pod.cost_per_hour
+        )
+        self.store.save_cloud_run(job.id, pod_id=pod.id, cost_per_hour=pod.cost_per_hour)
+        self._say(run, f"pod {pod.id} created ({pod.gpu_count}x {pod.gpu_type_id})")
+        self._follow(run, self._drive(run))
+        self.ingestor.job_changed(self.store.require_job(job.id))
+
+    def _pod_request(self, job: Job, cfg: RunConfig, token: str) -> PodRequest:
+        rp = cfg.runpod
+        args, env = bootstrap.agent_start(
+            token,
+            port=AGENT_PORT,
+            grace_s=rp.grace_minutes * 60.0,
+            idle_cap_s=rp.idle_cap_minutes * 60.0,
+        )
+        return PodRequest(
+            name=pod_name(job.id),
+            image=rp.image,
+            gpu_type_id=rp.gpu_type,
+            gpu_count=rp.gpu_count,
+            cloud="SECURE" if rp.cloud == "secure" else "COMMUNITY",
+            container_disk_gb=rp.container_disk_gb,
+            volume_id=rp.volume_id,
+            ports=[f"{AGENT_PORT}/http"],
+            env=env,
+            args=args,
+        )
+
+    async def _create(self, run: _Run, request: PodRequest) -> Pod:
+        assert run.resource_row is not None
+        try:
+            return await self.client.create_pod(request)
+        except (
+            RunPodAuthError,
+            RunPodNoStock,
+            RunPodQuota,
+            RunPodRejected,
+            RunPodRateLimited,
+        ) as err:
+            # RunPod refused before making anything: nothing bills
+            self._close_unmade(run, "refused")
+            raise LaunchError(err.message, _hint(err)) from err
+        except (RunPodError, OSError, TimeoutError) as err:
+            # the create may have happened anyway (RunPod bills it): look for it by name
+            found = await self._terminate_by_name(run, request.name)
+            what = f"RunPod did not confirm the pod ({err})"
+            if found:
+                what += f"; the pod it made anyway ({', '.join(found)}) was found and terminated"
+            else:
+                self._close_unmade(run, "not created")
+            raise LaunchError(what, "Launch the run again in a moment.") from err
+
+    def _close_unmade(self, run: _Run, status: str) -> None:
+        assert run.resource_row is not None
+        now = time.time()
+        self.store.update_resource(run.resource_row, status=status, terminated_at=now)
+        run.ledger.enter("terminated", now)
+        self._save_ledger(run)
+
+    async def _terminate_by_name(self, run: _Run, name: str) -> list[str]:
+        try:
+            pods = await self.client.find_pods(name=name)
+        except RunPodError as err:
+            log.error(
+                "job %s: cannot look up pod %s after a failed create: %s", run.job_id, name, err
+            )
+            return []
+        ended = []
+        for pod in pods:
+            if pod.name != name or pod.is_gone:
+                continue
+            assert run.resource_row is not None
+            self.store.update_resource(run.resource_row, resource_id=pod.id, status="created")
+            await terminate_verified(
+                self.client,
+                pod.id,
+                store=self.store,
+                verify_interval_s=self.timeouts.verify_s,
+            )
+            ended.append(pod.id)
+        if ended:
+            run.ledger.enter("terminated", time.time())
+            self._save_ledger(run)
+        return ended
+
+    # -- the run's life ------------------------------------------------------------------------
+
+    def _follow(self, run: _Run, work: Any) -> None:
+        self._runs[run.job_id] = run
+        run.task = asyncio.get_running_loop().create_task(work, name=f"runpod-{run.job_id}")
+
+    async def _drive(self, run: _Run) -> None:
+        try:
+            await self._wait_until_ready(run)
+            if not run.cancel_requested:
+                await self._install(run)
+                await self._train(run)
+            await self._collect(run)
+        except asyncio.CancelledError:
+            raise  # the app is closing: the pod runs on; reattach finds it
+        except Exception as err:
+            await self._fail(run, err)
+        else:
+            await self._terminate(run)
+            self._close_job(run)
+        finally:
+            if not (run.task is not None and run.task.cancelled()):
+                run.done.set()
+
+    async def _wait_until_ready(self, run: _Run) -> None:
+        """Until the pod is RUNNING and its agent answers through the proxy."""
+        assert run.pod_id is not None
+        deadline = time.monotonic() + self.timeouts.provision_s
+        while True:
+            if run.cancel_requested:
+                return
+            pod = await self.client.get_pod(run.pod_id)
+            if pod.status in ("ERROR", "EXITED", "TERMINATED"):
+                raise LaunchError(
+                    f"pod {pod.id} went to {pod.status} before the agent started",
+                    "RunPod's pod log may say why (tunedeck pods); try another GPU type.",
+                )
+            if pod.status == "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise LaunchError(
+                    f"pod {pod.id} was not running after {self.timeouts.provision_s / 60:.0f} "
+                    f"minutes ({pod.status})",
+                    "RunPod may be short of that GPU; try another type or the other cloud.",
+                )
+            await asyncio.sleep(self.timeouts.pod_check_s)
+        run.agent = self._agent(run)
+        while True:
+            if run.cancel_requested:
+                return
+            try:
+                await run.agent.health()
+                return
+            except AgentUnreachable:
+                if time.monotonic() > deadline:
+                    raise LaunchError(
+                        f"the agent on pod {run.pod_id} did not answer through RunPod's proxy",
+                        "The image needs python3; see the pod's log on RunPod.",
+                    ) from None
+                await asyncio.sleep(self.timeouts.pod_check_s)
+
+    def _agent(self, run: _Run) -> AgentClient:
+        assert run.pod_id is not None
+        url = self.endpoints.proxy_url(run.pod_id, AGENT_PORT)
+        return AgentClient(url, run.token, transport=self.agent_transport)
+
+    async def _install(self, run: _Run) -> None:
+        assert run.agent is not None
+        self._enter(run, "installing")
+        folder = paths.job_dir(run.job_id)
+        try:
+            bundle = await asyncio.to_thread(
+                trainer_bundle.build_trainer_bundle, self.trainer_python, cache=self.bundle_dir
+            )
+        except trainer_bundle.BundleError as err:
+            raise LaunchError(str(err), "Fix the training environment, then launch again.") from err
+        await run.agent.upload(
+            trainer_bundle.BUNDLE_NAME, bundle.path, progress=self._progress(run, "trainer")
+        )
+        await run.agent.upload(CONFIG_NAME, folder / CONFIG_NAME)
+        dataset = self._local_dataset(run.cfg)
+        if dataset is not None:
+            name = "dataset" + "".join(
+                dataset.suffixes[-2:] if dataset.suffix == ".gz" else [dataset.suffix]
+            )
+            await run.agent.upload(name, dataset, progress=self._progress(run, "dataset"))
+        job = self.store.require_job(run.job_id)
+        assert run.job_token is not None
+        # environ={}: the user's own shell HF_TOKEN reaches the pod only through _hf_token's rule
+        env = contract_env(
+            job,
+            token=run.job_token,
+            receiver=None,
+            cfg=run.cfg,
+            hf_token=await self._hf_token(run.cfg),
+            environ={},
+        )
+        await run.agent.start(
+            execution_id=run.job_id,
+            env=env,
+            requirements=list(bundle.requirements),
+            num_gpus=run.cfg.runpod.gpu_count,
+        )
+        run.job_token = None
+        self._enter(run, "training")
+
+    def _local_dataset(self, cfg: RunConfig) -> Path | None:
+        """The dataset file to upload; None for a URL or a Hub id (the pod reads those)."""
+        source = cfg.dataset.path
+        if "://" in source:
+            return None
+        for base in (self.base_dir, Path.cwd(), paths_package_root()):
+            candidate = Path(source) if Path(source).is_absolute() else base / source
+            if candidate.is_file():
+                return candidate
+        return None
+
+    async def _hf_token(self, cfg: RunConfig) -> str | None:
+        """The Hub token goes to the pod only when the run talks to the Hub."""
+        if self.hf_token_source is None:
+            return None
+        model, data = cfg.model.name_or_path, cfg.dataset.path
+        uses_hub = (
+            cfg.output.push_to_hub
+            or not (model.startswith("builtin:") or Path(model).exists())
+            or ("://" not in data and self._local_dataset(cfg) is None)
+        )
+        if not uses_hub:
+            return None
+        token = self.hf_token_source()
+        return await token if inspect.isawaitable(token) else token
+
+    async def _train(self, run: _Run) -> None:
+        """Poll the event log until the trainer has ended and every line is in."""
+        assert run.agent is not None
+        interval = run.cfg.runpod.poll_interval_s
+        silence_s = run.cfg.runpod.silence_minutes * 60.0
+        last_log_warning = 0.0
+        run.training_since = run.training_since or time.monotonic()
+        run.last_heard = time.monotonic()
+        while True:
+            try:
+                page = await run.agent.events(after=run.feed.last_seq)
+            except AgentUnreachable as err:
+                if time.monotonic() - last_log_warning > self.timeouts.unreachable_log_s:
+                    log.warning("job %s: the agent is unreachable: %s", run.job_id, err)
+                    last_log_warning = time.monotonic()
+                page = None
+            if page is not None:
+                result = run.feed.feed(page.events)
+                if page.events:
+                    run.last_heard = time.monotonic()
+                if result.final_alert is not None:
+                    run.final_alert = result.final_alert
+                await self._pull_log(run)
+                ended = page.phase in ("finished", "failed")
+                if ended and page.last_seq <= run.feed.last_seq:
+                    return
+            self._check_money(run)
+            if await self._check_limits(run, silence_s):
+                return
+            if run.stop_reason is not None and not run.cancel_sent:
+                await self._send_cancel(run)
+            await asyncio.sleep(interval)
+
+    async def _pull_log(self, run: _Run) -> None:
+        assert run.agent is not None
+        try:
+            chunk = await run.agent.log(after=run.log_offset)
+        except (AgentUnreachable, AgentError):
+            return
+        text = chunk.text
+        run.log_offset = chunk.next
+        if not text:
+            return
+        path = paths.job_dir(run.job_id) / LOG_NAME
+        with path.open("a", encoding="utf-8") as f:
+            f.write(text)
+        if self.on_output is not None:
+            for line in text.splitlines():
+                if line.strip():
+                    self.on_output(run.job_id, line)
+
+    def _check_money(self, run: _Run) -> None:
+        budget = run.cfg.runpod.budget_usd
+        spent = run.ledger.dollars(time.time())
+        state = budget_state(spent, budget)
+        if state != "ok" and not run.warned_budget:
+            run.warned_budget = True
+            job = self.store.require_job(run.job_id)
+            self.ingestor.ingest_alert(
+                {
+                    "type": "budget_warning",
+                    "job_id": run.job_id,
+                    "user_id": job.user_id,
+                    "model_name": job.model,
+                    "message": f"${spent:.2f} of the ${budget:.2f} budget spent "
+                    f"({BUDGET_WARNING_SHARE:.0%} reached); the pod stops at the budget",
+                    "spent_usd": round(spent, 4),
+                    "budget_usd": budget,
+                }
+            )
+        if state == "spent" and run.stop_reason is None:
+            reason = f"the budget of ${budget:.2f} was reached (${spent:.2f} spent)"
+            log.warning("job %s: stopping: %s", run.job_id, reason)
+            run.stop(reason, self.timeouts.final_alert_s)
+
+    async def _check_limits(self, run: _Run, silence_s: float) -> bool:
+        """True when the wait for a stopped trainer is over (it confirmed, or time is up)."""
+        now = time.monotonic()
+        if run.stop_reason is not None:
+            if run.stop_by is None or now < run.stop_by:
+                return False
+            if run.final_alert is None:
+                raise LaunchError(
+                    f"{run.stop_reason}; the trainer did not confirm its stop in time",
+                    "The pod was terminated; a checkpoint not downloaded is lost.",
+                )
+            return True  # it said so but is still finishing: collect what is there
+        limit = run.cfg.runtime.max_runtime_minutes
+        over = limit is not None and run.training_since is not None
+        if over and now - run.training_since > limit * 60.0 + RUNTIME_BACKSTOP_S:  # type: ignore[operator]
+            reason = f"the run passed its max runtime of {limit:g} minutes"
+            log.warning("job %s: stopping: %s", run.job_id, reason)
+            run.stop(reason, self.timeouts.final_alert_s)
+        if now - run.last_heard > silence_s:
+            raise LaunchError(
+                f"the trainer has reported nothing for {silence_s / 60:.0f} minutes",
+                "The pod was terminated. Its log (in the job's folder) may say why; raise "
+                "runpod.silence_minutes if the run needs long silent stretches.",
+            )
+        return False
+
+    async def _send_cancel(self, run: _Run) -> None:
+        if run.agent is None:
+            return
+        try:
+            await run.agent.cancel()
+        except (AgentUnreachable, AgentError) as err:
+            log.warning("job %s: cancel not delivered yet: %s", run.job_id, err)
+            return
+        run.cancel_sent = True
+
+    async def _collect(self, run: _Run) -> None:
+        """Download and verify what the run left, then tell the agent."""
+        if run.agent is None or run.ledger.phase in ("provisioning",):
+            return
+        self._enter(run, "collecting")
+        output = Path(self.store.require_job(run.job_id).output_dir or self.base_dir)
+        artifacts = await run.agent.artifacts()
+        for item in artifacts:
+            dest = output / item.path
+            if not _inside(output, dest):
+                log.error("job %s: refusing artifact path %r", run.job_id, item.path)
+                continue
+            try:
+                await run.agent.download(item, dest)
+            except AgentError as err:
+                if err.error != "checksum_mismatch":
+                    raise
+                await run.agent.download(item, dest)  # a cut corrupted it: once more
+        with contextlib.suppress(AgentUnreachable, AgentError):
+            await run.agent.collected()
+        self._say(run, f"{len(artifacts)} artifact file(s) downloaded to {output}")
+
+    async def _terminate(self, run: _Run) -> None:
+        if run.pod_id is None:
+            return
+        resource = self.store.get_resource(run.resource_row) if run.resource_row else None
+        await terminate_verified(
+            self.client,
+            run.pod_id,
+            store=self.store,
+            resource=resource,
+            verify_interval_s=self.timeouts.verify_s,
+        )
+        self._enter(run, "terminated")
+        if run.agent is not None:
+            with contextlib.suppress(Exception):
+                await run.agent.aclose()
+
+    async def _fail(self, run: _Run, err: Exception) -> None:
+        message = f"{err} {getattr(err, 'hint', '')}".strip()
+        log.error("job %s failed on RunPod: %s", run.job_id, message)
+        # what the run left is worth the download even when it failed (a checkpoint)
+        if run.agent is not None and run.ledger.phase in ("training", "collecting"):
+            try:
+                await asyncio.wait_for(self._collect(run), self.timeouts.final_alert_s)
+            except Exception as collect_err:
+                log.error("job %s: artifacts not collected: %s", run.job_id, collect_err)
+        try:
+            await self._terminate(run)
+        except Exception as term_err:
+            message += f" (terminating pod {run.pod_id} failed too: {term_err})"
+            log.error("job %s: %s", run.job_id, message)
+        job = self.store.get_job(run.job_id)
+        if job is not None and not job.is_final:
+            self._alert_failed(job, message, "runpod")
+            job = self.store.set_status(run.job_id, "failed", message)
+            self.ingestor.job_changed(job)
+        self._exited(run)
+
+    def _close_job(self, run: _Run) -> None:
+        job = self.store.require_job(run.job_id)
+        if not job.is_final:
+            if run.cancel_requested and run.final_alert is None:
+                job = self.store.set_status(run.job_id, "cancelled", "cancelled before it ran")
+            else:
+                why = run.stop_reason or "the trainer ended without reporting an outcome"
+                self._alert_failed(job, why, "runpod")
+                job = self.store.set_status(run.job_id, "failed", why)
+        elif run.stop_reason is not None and job.status == "cancelled":
+            job = self.store.update_job(run.job_id, error=f"stopped by Tunedeck: {run.stop_reason}")
+        self.ingestor.job_changed(job)
+        self._exited(run)
+
+    def _alert_failed(self, job: Job, message: str, error_type: str) -> None:
+        with contextlib.suppress(Exception):
+            self.ingestor.ingest_alert(
+                {
+                    "type": "job_failed",
+                    "job_id": job.id,
+                    "user_id": job.user_id,
+                    "status": "failed",
+                    "current_step": job.current_step,
+                    "error_type": error_type,
+                    "error_message": message,
+                }
+            )
+
+    def _exited(self, run: _Run) -> None:
+        if self.on_exit is not None:
+            try:
+                self.on_exit(
+                    run.job_id, 0 if self.store.require_job(run.job_id).status == "completed" else 1
+                )
+            except Exception:
+                log.exception("on_exit failed for job %s", run.job_id)
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def _enter(self, run: _Run, phase: str) -> None:
+        if run.ledger.enter(phase, time.time()):
+            self._save_ledger(run)
+            self._say(run, format_meter(run.ledger, time.time(), run.cfg.runpod.budget_usd))
+
+    def _save_ledger(self, run: _Run) -> None:
+        self.store.save_cloud_run(
+            run.job_id,
+            phase=run.ledger.phase,
+            phase_started_at=run.ledger.phase_started_at,
+            phases=run.ledger.phases_json(),
+        )
+
+    def _say(self, run: _Run, line: str) -> None:
+        log.info("job %s: %s", run.job_id, line)
+        if self.on_phase is not None:
+            try:
+                self.on_phase(run.job_id, line)
+            except Exception:
+                log.exception("on_phase failed for job %s", run.job_id)
+
+    def _progress(self, run: _Run, what: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            if total and (done == total or done % (64 << 20) < (8 << 20)):
+                self._say(run, f"uploading the {what}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+
+        return report
+
+    def meter(self, job_id: str) -> str | None:
+        """The job's phase and money so far, as one line (None: not a cloud job)."""
+        ledger = self.ledger(job_id)
+        if ledger is None:
+            return None
+        job = self.store.get_job(job_id)
+        budget = None
+        if job is not None:
+            with contextlib.suppress(ConfigError, ValueError):
+                budget = parse_config(job.config()).runpod.budget_usd
+        return format_meter(ledger, time.time(), budget)
+
+    def ledger(self, job_id: str) -> PhaseLedger | None:
+        run = self._runs.get(job_id)
+        if run is not None:
+            return run.ledger
+        row = self.store.get_cloud_run(job_id)
+        return _ledger_of(row) if row is not None else None
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, grace_s: float | None = None) -> None:
+        """Ask the trainer to stop (it checkpoints); the checkpoint is downloaded and the pod
+        terminated. Returns when the pod is gone (or after ``grace_s`` more, forced)."""
+        run = self._runs.get(job_id)
+        if run is None or run.done.is_set():
+            job = self.store.get_job(job_id)
+            if job is not None and not job.is_final and await self.reattach(job):
+                run = self._runs.get(job_id)
+            if run is None or run.done.is_set():
+                return
+        run.cancel_requested = True
+        run.stop("cancelled by the user", grace_s or self.timeouts.final_alert_s)
+        if run.ledger.phase == "training":
+            await self._send_cancel(run)
+        await run.done.wait()
+
+    def status(self, job_id: str) -> LaunchStatus:
+        run = self._runs.get(job_id)
+        if run is not None:
+            return LaunchStatus(job_id, not run.done.is_set())
+        row = self.store.get_cloud_run(job_id)
+        return LaunchStatus(job_id, row is not None and row.phase != "terminated")
+
+    async def wait(self, job_id: str) -> int | None:
+        run = self._runs.get(job_id)
+        if run is None:
+            return None
+        await run.done.wait()
+        return 0 if self.store.require_job(job_id).status == "completed" else 1
+
+    # -- after a restart -----------------------------------------------------------------------
+
+    async def reattach(self, job: Job) -> bool:
+        """Follow a cloud job again after the app restarted, from the stored seq (True), or
+        close it (and its pod) with the reason (False)."""
+        job = self.store.get_job(job.id) or job
+        row = self.store.get_cloud_run(job.id)
+        if job.id in self._runs and not self._runs[job.id].done.is_set():
+            return True
+        if row is None or row.phase == "terminated":
+            return False
+        try:
+            cfg = parse_config(job.config())
+            token = (paths.job_dir(job.id) / TOKEN_NAME).read_text(encoding="utf-8").strip()
+        except (ConfigError, ValueError, OSError) as err:
+            cfg, token = None, ""
+            log.error("job %s: cannot reattach: %s", job.id, err)
+        ledger = _ledger_of(row)
+        feed = EventFeed(self.store, self.ingestor, job.id, row.last_seq)
+        run = _Run(job.id, cfg or parse_config({}), ledger, feed, token)
+        run.pod_id, run.resource_row = row.pod_id, row.resource_row
+        if run.pod_id is None:
+            if not job.is_final:
+                job = self.store.set_status(
+                    job.id, "failed", "Tunedeck closed while the pod was being created"
+                )
+                self.ingestor.job_changed(job)
+            return False
+        try:
+            pod = await self.client.get_pod(run.pod_id)
+            gone = pod.is_gone
+        except RunPodError as err:
+            gone = getattr(err, "status", None) == 404
+            if not gone:
+                raise
+        usable = cfg is not None and token and not job.is_final and not gone
+        if usable and ledger.phase in ("training", "collecting"):
+            run.agent = self._agent(run)
+            self._follow(run, self._resume(run))
+            return True
+        # not followable (closed before training started, or the job is over): end the pod
+        why = "Tunedeck closed before the trainer started on the pod"
+        if gone:
+            why = "the pod was terminated while Tunedeck was closed"
+        self._runs[job.id] = run
+        if not gone:
+            await self._fail(run, LaunchError(why, "Launch the run again."))
+        else:
+            resource = self.store.get_resource(run.resource_row) if run.resource_row else None
+            if resource is not None and resource.terminated_at is None:
+                self.store.update_resource(
+                    resource.id, status="terminated", terminated_at=time.time()
+                )
+            run.ledger.enter("terminated", time.time())
+            self._save_ledger(run)
+            if not job.is_final:
+                job = self.store.set_status(job.id, "failed", why)
+                self.ingestor.job_changed(job)
+        run.done.set()
+        return False
+
+    async def _resume(self, run: _Run) -> None:
+        try:
+            if run.ledger.phase == "training":
+                await self._train(run)
+            await self._collect(run)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            await self._fail(run, err)
+        else:
+            await self._terminate(run)
+            self._close_job(run)
+        finally:
+            if not (run.task is not None and run.task.cancelled()):
+                run.done.set()
+
+    async def reattach_all(self) -> list[str]:
+        running = []
+        for job in self.store.list_jobs():
+            if job.target == "runpod" and not job.is_final:
+                try:
+                    if await self.reattach(job):
+                        running.append(job.id)
+                except RunPodError as err:
+                    log.error("job %s: cannot reattach: %s", job.id, err)
+        return running
+
+    async def close(self) -> None:
+        """Stop following (pods keep running; ``reattach`` finds them again)."""
+        for run in list(self._runs.values()):
+            if run.task is not None and not run.task.done():
+                run.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run.task
+            if run.agent is not None:
+                with contextlib.suppress(Exception):
+                    await run.agent.aclose()
+        self._runs.clear()
+
+
+def _ledger_of(row: CloudRun) -> PhaseLedger:
+    return PhaseLedger.restore(row.phase, row.phase_started_at, row.cost_per_hour, row.phases)
+
+
+def _hint(err: RunPodError) -> str:
+    if isinstance(err, RunPodNoStock) and err.alternatives:
+        names = ", ".join(gpu.label() for gpu in err.alternatives)
+        return f"{err.hint} In stock now: {names} (set runpod.gpu_type).".strip()
+    return err.hint
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def paths_package_root() -> Path:
+    """Where relative dataset paths resolve last (the trainer does the same)."""
+    return Path(__file__).resolve().parents[3]
