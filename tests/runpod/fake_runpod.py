@@ -542,6 +542,8 @@ class FakeRunPod:
         status = pod.status(self.provision_s)
         if action not in ACTIONS_BY_STATUS[status]:
             return problem(409, "Conflict", f"cannot {action} a pod that is {status}")
+        if action == "start" and self.faults.stock.get(pod.gpu["id"], "HIGH") == "NONE":
+            return problem(400, "Bad Request", NO_STOCK_DETAIL)  # its machine's GPUs are taken
         if action == "terminate":
             await self._terminate(pod)
             return web.Response(status=204)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 
-from app.core.runpod.client import RunPodClient
+from app.core.runpod.client import RunPodClient, _retry_after
 from app.core.runpod.errors import (
     RunPodAuthError,
     RunPodNoStock,
@@ -166,6 +169,23 @@ def test_no_stock_names_types_in_stock_at_a_similar_price(fake_runpod: FakeRunPo
     assert fake_runpod.live_pods() == []
 
 
+def test_starting_a_stopped_pod_without_free_gpus_is_no_stock(fake_runpod: FakeRunPod) -> None:
+    async def scenario(client: RunPodClient) -> None:
+        pod = await client.create_pod(request())
+        await client.pod_action(pod.id, "stop")
+        fake_runpod.set_stock(GPU, "NONE")
+        try:
+            with pytest.raises(RunPodNoStock) as caught:
+                await client.pod_action(pod.id, "start")
+            assert caught.value.message.startswith(
+                f"RunPod has no free GPU of that type to start pod {pod.id} right now"
+            )
+        finally:
+            await client.terminate_pod(pod.id)
+
+    run(fake_runpod, scenario)
+
+
 def test_quota_and_balance_refusals(fake_runpod: FakeRunPod) -> None:
     fake_runpod.refuse_next_create(402, "insufficient balance to deploy this pod")
     with pytest.raises(RunPodQuota) as caught:
@@ -222,6 +242,14 @@ def test_rate_limit_that_lasts_is_reported_with_the_wait(fake_runpod: FakeRunPod
     assert caught.value.retry_after_s == 3.0
     assert sleeps.waits == [3.0, 3.0]
     assert "Try again in 3 s" in str(caught.value)
+
+
+def test_retry_after_as_an_http_date_is_honoured(fake_runpod: FakeRunPod) -> None:
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    response = httpx.Response(429, headers={"Retry-After": soon})
+    assert 25 <= _retry_after(response) <= 31
+    assert _retry_after(httpx.Response(429, headers={"Retry-After": "soon"})) == 1.0
+    assert _retry_after(httpx.Response(429)) == 1.0
 
 
 def test_a_retry_after_past_the_cap_is_not_waited_out(fake_runpod: FakeRunPod) -> None:

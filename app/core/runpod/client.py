@@ -11,9 +11,11 @@ pod up by name instead (``RunPodUnavailable.maybe_done``).
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -226,8 +228,13 @@ class RunPodClient:
             if response.status_code >= 500 and safe and not final:
                 await self._backoff(attempt, action, f"HTTP {response.status_code}")
                 continue
-            if is_no_stock(problem):
-                raise RunPodNoStock("", **problem.kwargs())  # worded with the catalog by the caller
+            if is_no_stock(problem):  # create_pod rewords it with alternatives from the catalog
+                raise RunPodNoStock(
+                    f"RunPod has no free GPU of that type to {action} right now "
+                    f"(RunPod said: {problem.detail}).",
+                    "Try again later, or use another GPU type.",
+                    **problem.kwargs(),
+                )
             error = error_for(problem, action=action)
             if isinstance(error, RunPodUnavailable):
                 error.maybe_done = not safe
@@ -292,12 +299,18 @@ class RunPodClient:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    """Retry-After in seconds (RunPod sends integer seconds); 1 s when absent or unreadable."""
-    value = response.headers.get("Retry-After", "")
+    """Retry-After in seconds (RunPod sends integer seconds; an HTTP date is read too);
+    1 s when absent or unreadable."""
+    value = response.headers.get("Retry-After", "").strip()
     try:
         return max(float(value), 0.0)
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return 1.0
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _log_line(data: str) -> str:
