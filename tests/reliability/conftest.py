@@ -1,6 +1,6 @@
 """Fixtures for the reliability suite: the app's own parts, for real, on 127.0.0.1.
 
-- ``store``: a Store on a SQLite file in tmp_path.
+- ``store``: the app's Store, its SQLite file in tmp_path (where ``tunedeck`` looks too).
 - ``app_stack``: ``async with app_stack(...) as stack`` starts the real ReceiverServer, Ingestor
   and LocalLauncher (running ``python -m trainer``) on the current loop; ``stack.requests`` holds
   every request the receiver saw (method, path, headers, body), captured by an aiohttp middleware
@@ -58,8 +58,8 @@ AppStackFactory = Callable[..., AbstractAsyncContextManager[AppStack]]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "store.sqlite3")
+def store() -> Iterator[Store]:
+    s = Store()  # the app's own path, under the test's TUNEDECK_DATA_DIR (the CLI finds it)
     yield s
     s.close()
 
