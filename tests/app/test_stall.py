@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from app.core.notifications import AlertNotifications, RecordingNotifier
-from app.core.stall import StallDetector, stalled_alert
+from app.core.stall import StallDetector, silence_since, stalled_alert
 
 
 class FakeClock:
@@ -71,3 +71,13 @@ def test_stalled_alert_reaches_the_notifier_with_its_silence() -> None:
     assert note.alert_type == "stalled"
     assert note.title == "No news from a run: job-4"
     assert note.body.startswith("Nothing received for 15 minutes.")
+
+
+def test_silence_counts_from_the_latest_of_news_start_and_following() -> None:
+    started, app_start = 1_000.0, 5_000.0
+    # reattached after a restart, nothing heard yet: the silence began when the app did
+    assert silence_since(None, started, app_start) == app_start
+    # heard from since: that is the latest news
+    assert silence_since(6_000.0, started, app_start) == 6_000.0
+    # a run launched by this instance, still quiet: from its start
+    assert silence_since(None, 7_000.0, app_start) == 7_000.0
