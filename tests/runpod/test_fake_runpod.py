@@ -184,6 +184,13 @@ def test_a_pod_can_be_made_to_fail(fake_runpod: FakeRunPod) -> None:
     fake_runpod.make_pod_fail(pod.id)
     assert fake_runpod.pod_status(pod.id) == "ERROR"
     assert fake_runpod.alive_processes() == {}
+
+    async def read() -> Pod:
+        async with RunPodClient(fake_runpod.account_key, base_url=fake_runpod.url) as client:
+            return await client.get_pod(pod.id)
+
+    failed = asyncio.run(read())
+    assert (failed.status, failed.cost_per_hour, failed.bills_compute) == ("ERROR", 0.0, False)
     terminate(fake_runpod, pod.id)
 
 
