@@ -263,3 +263,14 @@ def _running(pid: int) -> bool:
 
 def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def test_a_pod_provisions_before_it_runs(runpod_schema: dict[str, Any], tmp_path: Path) -> None:
+    with fake_runpod_server(tmp_path, runpod_schema, provision_s=0.5) as fake:
+        pod = create(fake, pod_request(args="sleep 30"))
+        assert pod.status == "PROVISIONING"  # the create's answer, as RunPod's
+        assert pod.raw["startedAt"] is None and pod.raw["runtime"] is None
+        assert httpx.get(proxy_url(fake, pod.id, "/")).status_code == 502
+        time.sleep(0.6)
+        assert fake.pod_status(pod.id) == "RUNNING"
+        terminate(fake, pod.id)
