@@ -1,0 +1,350 @@
+"""Soak: 10 simulated trainers post into the app's receiver while the window redraws their charts.
+
+The app runs as it does for a user, offscreen: the real MainWindow and ChartsView, the receiver
+on the same qasync loop, the Store on a SQLite file in a temporary data folder. Ten jobs with
+real tokens are created and all ten are selected, so their charts are overlaid and redrawn as
+points arrive. A second process runs the ten simulated trainers (one thread and one keep-alive
+connection each): each posts a batch every ``--batch / --rate`` seconds, as a trainer's sender
+does, for ``--seconds``, and records every point answered 200 and each request's latency.
+
+Then 8 series of 1,000,000 points are loaded into the charts (a long history overlaid), a few
+frames are drawn with one new point a frame, and the app's memory is read.
+
+Printed: points acknowledged, points stored, p99 request latency, frame time p99 (a redraw:
+series update plus a synchronous repaint of every plot), the GUI loop's worst lateness, the
+app's RSS after the 8M-point load and its peak RSS. Targets: nothing lost, frame p99 < 33 ms,
+RSS < 400 MB with 8 x 1M points loaded.
+
+Run: ``.venv/bin/python bench/soak.py [--seconds 120 --trainers 10 --rate 100 --batch 25]``.
+CI does not run benches (they print ratios and figures; a busy machine changes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_FRAME_P99_MS = 33.0
+TARGET_RSS_MB = 400.0
+LOAD_SERIES = 8
+LOAD_POINTS = 1_000_000
+
+
+# ------------------------------------------------------------ the trainers (another process)
+
+
+def _trainer(
+    url: str,
+    job_id: str,
+    token: str,
+    seconds: float,
+    rate: float,
+    batch: int,
+    out: dict[str, Any],
+) -> None:
+    import httpx
+
+    interval = batch / rate
+    latencies: list[float] = []
+    acked = failed = 0
+    step = 0
+    end = time.monotonic() + seconds
+    max_batches = int(seconds / interval) + 1  # bounded, whatever the clock does
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(timeout=10.0, headers=headers) as client:
+        next_at = time.monotonic()
+        for _ in range(max_batches):
+            if time.monotonic() >= end:
+                break
+            points = [
+                {
+                    "step": s,
+                    "train_loss": 2.0 / (1 + s / 500),
+                    "learning_rate": 1e-4,
+                    "grad_norm": 1.0 + (s % 7) / 10,
+                    "tokens_per_second": 1000.0 + s % 100,
+                }
+                for s in range(step + 1, step + 1 + batch)
+            ]
+            began = time.perf_counter()
+            try:
+                answer = client.post(url, json={"job_id": job_id, "metrics": points})
+                ok = answer.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append((time.perf_counter() - began) * 1000)
+            if ok:
+                acked += batch
+            else:
+                failed += 1
+            step += batch  # a refused batch is not resent: "acknowledged" counts only 200s
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+    out[job_id] = {"acked": acked, "failed": failed, "latencies": latencies}
+
+
+def _trainers(
+    url: str, jobs: list[tuple[str, str]], seconds: float, rate: float, batch: int, conn: Any
+) -> None:
+    results: dict[str, Any] = {}
+    threads = [
+        threading.Thread(
+            target=_trainer, args=(url, job_id, token, seconds, rate, batch, results), daemon=True
+        )
+        for job_id, token in jobs
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    conn.send(results)
+
+
+# --------------------------------------------------------------------------------- the app
+
+
+def _rss_mb(field: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _p99(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Credentials:
+    """The receiver's key for this bench (the keyring is not what is measured here)."""
+
+    def __init__(self) -> None:
+        from app.core.tokens import new_api_key
+
+        self.key = new_api_key()
+
+    def receiver_api_key(self) -> str:
+        return self.key
+
+    async def get_async(self, name: str) -> str | None:
+        return None
+
+    def known_values(self) -> frozenset[str]:
+        return frozenset({self.key})
+
+
+def _time_redraws(frame_ms: list[float]) -> None:
+    """Every ChartsView redraw, plus a synchronous repaint of its plots, is timed."""
+    from app.ui.charts import ChartsView
+
+    original = ChartsView.redraw
+
+    def timed(self: ChartsView) -> None:
+        began = time.perf_counter()
+        original(self)
+        for plot in self.plots.values():
+            plot.viewport().repaint()
+        frame_ms.append((time.perf_counter() - began) * 1000)
+
+    ChartsView.redraw = timed  # type: ignore[method-assign]
+
+
+def _watch_loop_lag(lags_ms: list[float]) -> Callable[[], None]:
+    """How late a 16 ms tick of the GUI loop fires (the window's responsiveness)."""
+    from PySide6.QtCore import QTimer
+
+    timer = QTimer()
+    timer.setInterval(16)
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        lags_ms.append(max(0.0, (now - last[0]) * 1000 - 16))
+        last[0] = now
+
+    timer.timeout.connect(tick)
+    timer.start()
+    return timer.stop
+
+
+def _load_history(window: Any, app: Any, frame_ms: list[float]) -> tuple[float, float]:
+    """8 jobs of 1M points each, overlaid; a few frames with a new point a frame. Returns
+    (frame p99 ms, RSS MB) with them loaded."""
+    import numpy as np
+
+    from app.ui.chart_data import Series
+
+    data = window.chart_data
+    rng = np.random.default_rng(0)
+    ids = []
+    for i in range(LOAD_SERIES):
+        job_id = f"history-{i}"
+        series = data.job(job_id).series.setdefault("train_loss", Series())
+        steps = np.arange(1, LOAD_POINTS + 1, dtype=np.float64)
+        values = 2.0 + np.cumsum(rng.standard_normal(LOAD_POINTS)) / 1000
+        series.extend(steps, values, steps)
+        ids.append(job_id)
+    view = window.job_view.charts
+    view.set_jobs([(job_id, job_id) for job_id in ids])
+    before = len(frame_ms)
+    for frame in range(12):
+        for job_id in ids:
+            data.add_points(job_id, [{"step": LOAD_POINTS + 1 + frame, "train_loss": 2.0}])
+        view.redraw()
+        app.processEvents()
+    return _p99(frame_ms[before + 2 :]), _rss_mb()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=120.0, help="how long trainers post")
+    parser.add_argument("--trainers", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=100.0, help="points a second per trainer")
+    parser.add_argument("--batch", type=int, default=25, help="points per request")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="tunedeck-soak-"))
+    for name in ("DATA", "CONFIG", "CACHE"):  # never the user's own store or settings
+        os.environ[f"TUNEDECK_{name}_DIR"] = str(folder / name.lower())
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QT_API", "pyside6")
+
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.notifications import RecordingNotifier
+    from app.core.settings import Settings
+    from app.core.tokens import hash_token, new_job_token
+    from app.main import Tunedeck
+
+    frame_ms: list[float] = []
+    _time_redraws(frame_ms)
+    app = QApplication.instance() or QApplication(sys.argv)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    settings = Settings(
+        receiver_port=_free_port(), trainer_python=sys.executable, first_run_done=True
+    )
+    tunedeck = Tunedeck(
+        settings=settings,
+        credentials=_Credentials(),
+        notifier=RecordingNotifier(),
+        base_dir=folder / "runs",
+    )
+    window = tunedeck.window
+    window.resize(1400, 900)
+    window.show()
+    loop.run_until_complete(tunedeck.start())
+    store = tunedeck.store
+
+    jobs: list[tuple[str, str]] = []
+    for i in range(args.trainers):
+        job = store.create_job(name=f"soak-{i}", method="sft", model="builtin:tiny-llama")
+        token = new_job_token()
+        store.update_job(job.id, token_hash=hash_token(token))
+        tunedeck.ingestor.job_changed(store.set_status(job.id, "running"))
+        jobs.append((job.id, token))
+    loop.run_until_complete(asyncio.sleep(0.3))
+    window.table.selectAll()  # all ten overlaid on the charts
+    window.job_view.tabs.setCurrentIndex(0)
+    app.processEvents()
+    shown = window.job_view.overlay_ids()
+    assert len(shown) == args.trainers, f"the charts show {len(shown)} jobs"
+
+    lags_ms: list[float] = []
+    stop_watch = _watch_loop_lag(lags_ms)
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    trainers = ctx.Process(
+        target=_trainers,
+        args=(tunedeck.receiver.metrics_url, jobs, args.seconds, args.rate, args.batch, theirs),
+    )
+    print(
+        f"soak: {args.trainers} trainers x {args.rate:g} points/s in batches of {args.batch} "
+        f"for {args.seconds:g} s into {tunedeck.receiver.url}, charts of all {len(shown)} open"
+    )
+    began = time.monotonic()
+    trainers.start()
+
+    async def until_done() -> dict[str, Any]:
+        while not mine.poll():
+            await asyncio.sleep(0.1)
+        result: dict[str, Any] = mine.recv()
+        return result
+
+    results = loop.run_until_complete(asyncio.wait_for(until_done(), args.seconds + 120))
+    soak_s = time.monotonic() - began
+    trainers.join(10)
+    loop.run_until_complete(asyncio.sleep(0.5))  # the last redraw
+    stop_watch()
+    soak_frames = list(frame_ms)
+    soak_peak = _rss_mb("VmHWM")
+
+    acked = sum(r["acked"] for r in results.values())
+    refused = sum(r["failed"] for r in results.values())
+    stored = sum(store.metric_count(job_id) for job_id, _ in jobs)
+    latencies = [ms for r in results.values() for ms in r["latencies"]]
+    rss_before = _rss_mb()
+    history_p99, rss_loaded = _load_history(window, app, frame_ms)
+    peak = _rss_mb("VmHWM")
+
+    lost = acked - stored
+    frame_p99 = _p99(soak_frames)
+    print(f"  time                      {soak_s:10.1f} s")
+    print(f"  points acknowledged       {acked:10d}   ({refused} requests not answered 200)")
+    print(f"  points stored             {stored:10d}   lost: {lost}")
+    p50 = statistics.median(latencies)
+    print(
+        f"  request latency p50 / p99 {p50:7.1f} / {_p99(latencies):.1f} ms"
+        f"   ({len(latencies)} requests)"
+    )
+    print(f"  redraws during the soak   {len(soak_frames):10d}")
+    print(
+        f"  frame time p50 / p99      {statistics.median(soak_frames):7.1f} / {frame_p99:.1f} ms"
+        f"   (target p99 < {TARGET_FRAME_P99_MS:g} ms)"
+    )
+    print(f"  GUI loop lateness p99/max {_p99(lags_ms):7.1f} / {max(lags_ms, default=0):.1f} ms")
+    print(
+        f"  peak RSS during the soak  {soak_peak:10.0f} MB"
+        f"   (RSS before the history load {rss_before:.0f} MB)"
+    )
+    print(
+        f"  with {LOAD_SERIES} x {LOAD_POINTS:,} points loaded: frame p99 {history_p99:.1f} ms, "
+        f"RSS {rss_loaded:.0f} MB, peak RSS {peak:.0f} MB (target RSS < {TARGET_RSS_MB:g} MB)"
+    )
+    verdicts = [
+        ("nothing lost", lost == 0 and refused == 0),
+        (f"frame p99 < {TARGET_FRAME_P99_MS:g} ms", frame_p99 < TARGET_FRAME_P99_MS),
+        (f"RSS < {TARGET_RSS_MB:g} MB with 8 x 1M points", rss_loaded < TARGET_RSS_MB),
+    ]
+    for name, ok in verdicts:
+        print(f"  {'meets' if ok else 'MISSES'}: {name}")
+
+    loop.run_until_complete(tunedeck.stop() if hasattr(tunedeck, "stop") else asyncio.sleep(0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
