@@ -248,6 +248,11 @@ class ReceiverServer:
     def running(self) -> bool:
         return self._runner is not None
 
+    @property
+    def bound_addresses(self) -> list[str]:
+        """The host of every socket it listens on (what a security check looks at)."""
+        return [str(a[0]) for a in self._runner.addresses] if self._runner else []
+
     async def start(self) -> int:
         if self._runner is not None:
             raise RuntimeError("the receiver is already running")
