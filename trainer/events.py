@@ -116,7 +116,8 @@ class Alert(BaseModel):
     current_step: int | None = None
     total_steps: int | None = None
     loss: float | None = None
-    duration: float | None = Field(default=None, description="milliseconds")
+    # an int stays an int (what the contract sends); a fractional one is taken too
+    duration: int | float | None = Field(default=None, description="milliseconds")
     error_message: str | None = None
     error_type: str | None = None
     message: str | None = None

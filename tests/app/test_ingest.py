@@ -124,6 +124,8 @@ def test_what_contract_trainers_send_in_alerts_is_accepted(store: Store) -> None
             "loss_trend": "rising",
         }
     )
-    [stored] = store.alerts(job.id)
-    assert stored["user_id"] == "local"
-    assert stored["duration"] == 1234.5 and stored["loss_trend"] == "rising"
+    Ingestor(store).ingest_alert({"type": "job_completed", "job_id": job.id, "duration": 1500})
+    first, done = store.alerts(job.id)
+    assert first["user_id"] == "local"
+    assert first["duration"] == 1234.5 and first["loss_trend"] == "rising"
+    assert done["duration"] == 1500 and type(done["duration"]) is int  # an int stays an int
