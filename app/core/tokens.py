@@ -22,8 +22,14 @@ def new_api_key() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
+def _bytes(secret: str) -> bytes:
+    # a header byte that is not UTF-8 arrives as a lone surrogate: it must compare (unequal),
+    # never raise
+    return secret.encode("utf-8", "surrogatepass")
+
+
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_bytes(token)).hexdigest()
 
 
 def token_matches(token: str, token_hash: str | None) -> bool:
@@ -36,4 +42,4 @@ def token_matches(token: str, token_hash: str | None) -> bool:
 def key_matches(given: str, expected: str) -> bool:
     if not expected:
         return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    return hmac.compare_digest(_bytes(given), _bytes(expected))

@@ -194,7 +194,7 @@ ALERTS = st.fixed_dictionaries(
 BODIES_OF_METRICS = mostly(BATCHES, JSON_VALUES, 10)
 BODIES_OF_ALERTS = mostly(ALERTS, JSON_VALUES, 10)
 OPENING = ["own", "own", "own", "other", "closed", "closed", "key", "key", "key+own"]
-NOT_OPENING = ["none", "garbage", "basic", "empty", "wrong_key"]
+NOT_OPENING = ["none", "garbage", "basic", "empty", "wrong_key", "odd_bytes"]
 AUTHS = st.sampled_from([*OPENING, *NOT_OPENING])
 CONTENT_TYPES = st.sampled_from(
     [
@@ -252,6 +252,8 @@ def _headers(scene: Scene, auth: str, content_type: str | None) -> dict[str, str
         headers["X-API-Key"] = API_KEY
     elif auth == "wrong_key":
         headers["X-API-Key"] = API_KEY[:-1] + "X"
+    elif auth == "odd_bytes":  # http.client sends these as the bytes 0x80-0xff: not UTF-8
+        headers.update({"Authorization": "Bearer \xff\xfe\x80", "X-API-Key": "k\xe9y"})
     elif auth == "key+own":
         headers.update({"X-API-Key": API_KEY, "Authorization": f"Bearer {scene.own.token}"})
     if content_type is not None:
@@ -736,3 +738,30 @@ def test_a_client_sending_a_byte_a_second_is_cut_while_others_are_served(
         assert got.startswith(b"HTTP/1.1 408"), got[:100]
     assert len(answered) >= 5 and max(answered) < 1.0
     assert store.metric_count(job.id) == len(answered)  # the slow request stored nothing
+
+
+@pytest.mark.parametrize(
+    "method_path", [("POST", METRICS_PATH), ("POST", ALERTS_PATH), ("GET", "")]
+)
+def test_credentials_that_are_not_utf8_are_refused_not_a_server_error(
+    scene: Scene, method_path: tuple[str, str]
+) -> None:
+    """Found by this suite: a header byte past 0x7f reached the secret comparison as a lone
+    surrogate, and encoding it raised (a 500)."""
+    method, path = method_path
+    path = path or f"/api/jobs/{scene.own.id}/metrics"
+    body = json.dumps({"job_id": scene.own.id, "type": "job_started", "metrics": [{"step": 1}]})
+    for headers in (
+        {"Authorization": "Bearer \xff\xfe\x80"},
+        {"X-API-Key": "\xe9"},
+        {"Authorization": "Bearer \x80" + scene.own.token, "X-API-Key": API_KEY + "\xe9"},
+    ):
+        client = Client(scene.live.port)
+        try:
+            status, data = client.request(
+                method, path, body.encode() if method == "POST" else None, headers
+            )
+        finally:
+            client.close()
+        assert (status, _check_reply(status, data)["error"]) == (401, "unauthorized")
+    assert scene.reader.counts() == (0, 0)
