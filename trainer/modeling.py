@@ -168,10 +168,11 @@ def quantization_config(cfg: RunConfig, plan: DevicePlan) -> Any | None:
         raise ConfigError([QLORA_NEEDS + "; choose 'lora' or 'full' on this machine"])
     from transformers import BitsAndBytesConfig
 
+    # transformers leaves BitsAndBytesConfig.__init__ unannotated (it takes **kwargs)
     if cfg.adapter.quantization_bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True)  # type: ignore[no-untyped-call]
     compute = _torch_dtype("bfloat16" if plan.precision == "bf16" else "float16")
-    return BitsAndBytesConfig(
+    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
@@ -202,7 +203,8 @@ def load_causal_lm(cfg: RunConfig, path: str, plan: DevicePlan) -> Any:
     if cfg.adapter.kind == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(
+        # peft leaves this function unannotated
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
             model, use_gradient_checkpointing=cfg.training.gradient_checkpointing
         )
     return model
@@ -226,9 +228,10 @@ def lora_config(cfg: RunConfig, task_type: str = "CAUSAL_LM") -> Any | None:
         return None
     from peft import LoraConfig
 
-    targets: str | list[str] = cfg.adapter.target_modules.strip()
-    if targets != "all-linear":
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    spec = cfg.adapter.target_modules.strip()
+    targets: str | list[str] = (
+        spec if spec == "all-linear" else [t.strip() for t in spec.split(",") if t.strip()]
+    )
     return LoraConfig(
         r=cfg.adapter.r,
         lora_alpha=cfg.adapter.alpha,

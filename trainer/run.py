@@ -147,7 +147,7 @@ def _world_size() -> int:
 def _to_dataset(rows: Any) -> Any:
     if rows is None:
         return None
-    from datasets import Dataset
+    from datasets import Dataset  # type: ignore[import-untyped]  # datasets ships no py.typed
 
     return rows if isinstance(rows, Dataset) else Dataset.from_list(list(rows))
 

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 from pathlib import Path
+from typing import cast
 
 BUILTIN_PREFIX = "builtin:"
 TINY_LLAMA = "builtin:tiny-llama"
@@ -85,7 +86,8 @@ def build_tiny_llama(
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(seed=seed), trainer=bpe_trainer)
-    tokenizer = PreTrainedTokenizerFast(
+    # transformers leaves this constructor unannotated (it takes **kwargs)
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         bos_token="<|endoftext|>",
         eos_token="<|im_end|>",
@@ -140,7 +142,7 @@ def build_smollm2(folder: str | Path) -> Path:
     transformers loads a GGUF but will not save it again, so the weights are copied into a
     LlamaForCausalLM built from the same config (about 30 s, 1.5 GB peak)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     gguf = smollm2_gguf_file()
     folder = Path(folder)
@@ -151,7 +153,8 @@ def build_smollm2(folder: str | Path) -> Path:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    plain = LlamaForCausalLM(config)
+    # SmolLM2's GGUF is a llama architecture, so from_pretrained built a LlamaConfig
+    plain = LlamaForCausalLM(cast(LlamaConfig, config))
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config.pad_token_id = tokenizer.pad_token_id
     plain.save_pretrained(folder)

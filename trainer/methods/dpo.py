@@ -8,7 +8,8 @@ from trainer.methods import MethodContext
 
 
 def build_trainer(ctx: MethodContext) -> Any:
-    from trl import DPOConfig, DPOTrainer
+    from trl.trainer.dpo_config import DPOConfig
+    from trl.trainer.dpo_trainer import DPOTrainer
 
     cfg = ctx.cfg
     args = DPOConfig(

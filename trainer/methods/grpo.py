@@ -26,11 +26,15 @@ def generation_args(ctx: MethodContext, gen: GenerationOptions) -> dict[str, Any
 
 
 def build_trainer(ctx: MethodContext) -> Any:
-    from trl import GRPOConfig, GRPOTrainer
+    from trl.trainer.grpo_config import GRPOConfig
+    from trl.trainer.grpo_trainer import GRPOTrainer
+    from trl.trainer.grpo_trainer import RewardFunc as TRLRewardFunc
 
     cfg = ctx.cfg
     try:
-        rewards = reward_functions(cfg, ctx.base_dir)
+        # TRL's parameter is a list of the wider union (model ids and models too); list is
+        # invariant, so ours is copied into a list of that type
+        rewards: list[TRLRewardFunc] = [*reward_functions(cfg, ctx.base_dir)]
     except RewardLoadError as err:
         raise ConfigError([str(err)]) from None
     return GRPOTrainer(

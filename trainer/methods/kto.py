@@ -8,7 +8,8 @@ from trainer.methods import MethodContext
 
 
 def build_trainer(ctx: MethodContext) -> Any:
-    from trl import KTOConfig, KTOTrainer
+    from trl.trainer.kto_config import KTOConfig
+    from trl.trainer.kto_trainer import KTOTrainer
 
     cfg = ctx.cfg
     args = KTOConfig(

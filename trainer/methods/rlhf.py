@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trainer.config import ConfigError
 from trainer.methods import MethodContext
@@ -34,23 +34,25 @@ def build_trainer(ctx: MethodContext) -> Any:
         reward_model, reward_tokenizer = train_reward_model(ctx)
     reward_model.eval()
 
+    policy: dict[str, Any] = {
+        "model": ctx.model,
+        "reward_funcs": reward_model,
+        "reward_processing_classes": reward_tokenizer,
+        "train_dataset": ctx.train_dataset,
+        "eval_dataset": ctx.eval_dataset,
+        "processing_class": ctx.tokenizer,
+        "peft_config": lora_config(cfg),
+        "callbacks": ctx.callbacks,
+    }
     if cfg.rlhf.policy_algorithm == "rloo":
-        from trl import RLOOConfig as PolicyConfig
-        from trl import RLOOTrainer as PolicyTrainer
-    else:
-        from trl import GRPOConfig as PolicyConfig
-        from trl import GRPOTrainer as PolicyTrainer
-    return PolicyTrainer(
-        model=ctx.model,
-        reward_funcs=reward_model,
-        reward_processing_classes=reward_tokenizer,
-        args=PolicyConfig(**generation_args(ctx, cfg.rlhf)),
-        train_dataset=ctx.train_dataset,
-        eval_dataset=ctx.eval_dataset,
-        processing_class=ctx.tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=ctx.callbacks,
-    )
+        from trl.trainer.rloo_config import RLOOConfig
+        from trl.trainer.rloo_trainer import RLOOTrainer
+
+        return RLOOTrainer(args=RLOOConfig(**generation_args(ctx, cfg.rlhf)), **policy)
+    from trl.trainer.grpo_config import GRPOConfig
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    return GRPOTrainer(args=GRPOConfig(**generation_args(ctx, cfg.rlhf)), **policy)
 
 
 def load_named_reward_model(ctx: MethodContext, name: str | None = None) -> tuple[Any, Any]:
@@ -97,7 +99,8 @@ def reward_args(ctx: MethodContext) -> dict[str, Any]:
 
 def train_reward_model(ctx: MethodContext) -> tuple[Any, Any]:
     """Train a reward model on ``ctx.reward_train_dataset``; save it; return (model, tokenizer)."""
-    from trl import RewardConfig, RewardTrainer
+    from trl.trainer.reward_config import RewardConfig
+    from trl.trainer.reward_trainer import RewardTrainer
 
     cfg = ctx.cfg
     if ctx.reward_train_dataset is None:
@@ -120,7 +123,8 @@ def train_reward_model(ctx: MethodContext) -> tuple[Any, Any]:
         callbacks=callbacks,
     )
     trainer.train()
-    model = trainer.model
+    # a PeftModel reaches merge_and_unload through __getattr__, which mypy cannot see
+    model = cast(Any, trainer.model)
     if any(getattr(cb, "stopped_by", None) for cb in callbacks):
         # stopped part-way: nothing is saved, so that a later run trains it again in full
         # rather than optimising a policy against a half-trained reward model

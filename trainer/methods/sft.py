@@ -8,7 +8,8 @@ from trainer.methods import MethodContext
 
 
 def build_trainer(ctx: MethodContext) -> Any:
-    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
 
     cfg = ctx.cfg
     args = SFTConfig(
