@@ -525,7 +525,9 @@ class FakeRunPod:
         pod = self._known(request)
         if pod is None:
             return problem(404, "Not Found", "pod not found")
-        await self._terminate(pod)
+        # A pod deleting itself dies before it reads the answer; RunPod still finishes the job,
+        # so the client's disconnect (handler cancellation) must not stop the termination.
+        await asyncio.shield(self._terminate(pod))
         return web.Response(status=204)
 
     async def _terminate(self, pod: FakePod) -> None:
