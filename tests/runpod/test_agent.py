@@ -22,8 +22,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from app.core.runpod import pod_agent
+from app.core.runpod import bootstrap, pod_agent
 from app.core.runpod.agent_client import AgentClient
+from app.core.runpod.client import RunPodClient
+from app.core.runpod.models import PodRequest
 from app.core.runpod.trainer_bundle import build_trainer_bundle
 from tests.runpod.agent_fixtures import (
     AGENT_FILE,
@@ -33,6 +35,7 @@ from tests.runpod.agent_fixtures import (
     running_agent,
     tiny_run_config,
 )
+from tests.runpod.fake_runpod import ACCOUNT_KEY, FakeRunPod
 
 DATASET = REPO_ROOT / "resources/datasets/demo-chat.jsonl"
 # Decimal digits of an env var line: well under Linux's 128 KiB limit for one variable.
@@ -261,7 +264,13 @@ def trainer_environ(pid: int) -> dict[str, str]:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One tiny LoRA run through the agent, from the uploaded trainer package; reused below."""
     tmp = tmp_path_factory.mktemp("agent-run")
-    extra = {"RUNPOD_API_KEY": "pod-scoped-key-123", "RUNPOD_POD_ID": "pod1", "PYTHONPATH": ""}
+    # the install step runs for real: every pinned requirement is found here, so pip is not
+    extra = {
+        "RUNPOD_API_KEY": "pod-scoped-key-123",
+        "RUNPOD_POD_ID": "pod1",
+        "PYTHONPATH": "",
+        "TUNEDECK_AGENT_SKIP_INSTALL": "",
+    }
     agent = launch_agent(tmp / "pod", extra_env=extra)
 
     async def scenario() -> dict[str, Any]:
@@ -287,6 +296,7 @@ def test_the_run_trains_from_the_uploaded_package(finished_run: Any) -> None:
     agent, _, result = finished_run
     assert result["phase"] == "finished", result["log"][-3000:]
     assert result["started"]["phase"] == "installing"
+    assert "requirements present; nothing to install" in result["log"]
     environ = result["environ"]
     for name, value in RUN_ENV.items():
         assert environ[name] == value
@@ -367,6 +377,24 @@ def test_the_run_cannot_be_started_twice_or_files_changed(finished_run: Any) -> 
     assert r.status_code == 409
     r = httpx.put(f"{agent.url}/files/config.json?offset=0", headers=auth, content=b"{}")
     assert r.status_code == 409
+
+
+def test_a_failed_install_fails_the_run_and_says_so(tmp_path: Path) -> None:
+    # PIP_NO_INDEX: pip looks nowhere but here, so the missing package fails at once, offline
+    env = {"TUNEDECK_AGENT_SKIP_INSTALL": "", "PIP_NO_INDEX": "1"}
+
+    async def scenario(agent: AgentProcess) -> tuple[str, str, str]:
+        async with AgentClient(agent.url, agent.token) as client:
+            (tmp_path / "config.json").write_text(json.dumps(tiny_run_config(2)))
+            await client.upload("config.json", tmp_path / "config.json")
+            await client.start("exec-p", {}, ["surely-not-installed-pkg==1.0"])
+            phase = await wait_phase(client, {"finished", "failed"}, 120)
+            return phase, (await client.health()).error, (await client.log()).text
+
+    with running_agent(tmp_path / "pod", extra_env=env) as agent:
+        phase, error, log = asyncio.run(scenario(agent))
+    assert phase == "failed" and "pip install failed" in error
+    assert "installing 1 of 1 requirements" in log and "surely-not-installed-pkg" in log
 
 
 def test_the_trainer_never_gets_runpod_variables(agent: AgentProcess) -> None:
@@ -512,3 +540,35 @@ def test_requests_keep_an_idle_pod_alive(tmp_path: Path) -> None:
 def test_agent_refuses_to_start_without_a_real_token(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="exited with 2"):
         launch_agent(tmp_path / "pod", extra_env={"TUNEDECK_AGENT_TOKEN": "short"})
+
+
+def test_on_the_fake_runpod_an_abandoned_pod_deletes_itself_with_its_own_key(
+    fake_runpod: FakeRunPod,
+) -> None:
+    """The pod as RunPod would start it (create request's args + env), the app gone: the agent
+    deletes its own pod with the pod-scoped key the fake gave it, never the account key."""
+    fake_runpod.extra_pod_env.update({"TUNEDECK_AGENT_HOME": "agent-home"})
+    args, env = bootstrap.agent_start("a" * 32, grace_s=600, idle_cap_s=1.0, python=sys.executable)
+    request = PodRequest(
+        name="abandoned",
+        image=bootstrap.DEFAULT_IMAGE,
+        gpu_type_id="NVIDIA RTX A5000",
+        ports=["8765/http"],
+        env=env,
+        args=args,
+    )
+
+    async def scenario() -> str:
+        async with RunPodClient(ACCOUNT_KEY, base_url=fake_runpod.url) as client:
+            pod = await client.create_pod(request)
+        deadline = time.monotonic() + 30
+        while pod.id in fake_runpod.live_pods() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return pod.id
+
+    pod_id = asyncio.run(scenario())
+    assert fake_runpod.pod_status(pod_id) == "TERMINATED"
+    deletes = [r for r in fake_runpod.requests_to(f"/v2/pods/{pod_id}") if r.method == "DELETE"]
+    assert len(deletes) == 1
+    assert deletes[0].headers["Authorization"] == f"Bearer {fake_runpod.pods[pod_id].key}"
+    assert ACCOUNT_KEY not in deletes[0].headers["Authorization"]

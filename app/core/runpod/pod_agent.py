@@ -54,7 +54,7 @@ MAX_EVENTS = 5000
 # Names a client may upload: the trainer package, the run config and its datasets. Nothing else
 # is ever written from a request, so no path can point outside the agent's folder.
 UPLOAD_NAME = re.compile(
-    r"(trainer\.tar\.gz|config\.json|(eval_)?dataset\.(jsonl|json|csv|parquet))"
+    r"(trainer\.tar\.gz|config\.json|(eval_)?dataset\.(jsonl|json|csv|parquet)(\.gz)?)"
 )
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 # The agent's own secrets and RunPod's pod key stay out of the trainer's environment.
@@ -361,9 +361,14 @@ class Agent:
         present = installed_specs(self.python, requirements)
         missing = [r for r in requirements if r not in present]
         if not missing:
-            log(f"all {len(requirements)} requirements present; nothing to install")
+            say = f"all {len(requirements)} requirements present; nothing to install"
+        else:
+            say = f"installing {len(missing)} of {len(requirements)} requirements"
+        log(say)
+        log_file.write(f"pod-agent: {say}\n".encode())
+        log_file.flush()
+        if not missing:
             return
-        log(f"installing {len(missing)} requirements")
         cmd = [self.python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check"]
         with self.lock:
             proc = self.proc = subprocess.Popen(
@@ -597,9 +602,12 @@ class Handler(BaseHTTPRequestHandler):
             self.route(method, parts, query, since_contact)
         except Refused as err:
             self.reply(err.status, err.body)
+        except OSError:
+            self.close_connection = True  # the client went away mid-answer
         except Exception as err:
             log(f"error answering {method} {url.path}: {err!r}")
-            self.reply(500, {"error": "agent_error", "detail": str(err)})
+            with contextlib.suppress(OSError):
+                self.reply(500, {"error": "agent_error", "detail": str(err)})
 
     def route(
         self, method: str, parts: list[str], query: dict[str, list[str]], since_contact: float
@@ -669,6 +677,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(length))
         self.send_header("X-Total-Size", str(size))
         self.end_headers()
+        if self.command == "HEAD":
+            return
         with open(path, "rb") as f:
             f.seek(offset)
             remaining = length
