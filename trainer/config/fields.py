@@ -72,7 +72,9 @@ def option(
 class Section(BaseModel):
     # Unknown keys are errors: a misspelt field silently ignored is a run that does something
     # other than what the user asked, on a GPU that costs money.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and Infinity (which Python's JSON reader accepts) are refused: no setting means them,
+    # and a saved config would turn them into null.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------- model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +119,11 @@ class RunConfig(Section):
         if not isinstance(data, dict):
             return data
         method = data.get("method", "sft")
-        if method not in METHOD_DEFAULTS:
-            return data  # the Literal check reports it
-        data = copy.deepcopy(data)  # never mutate the caller's dict
+        if not isinstance(method, str) or method not in METHOD_DEFAULTS:
+            return data  # the Literal check reports it (a list or an object is unhashable)
+        # never mutate the caller's dict: copy the top level and each section given a default
+        # (a deep copy would recurse into whatever a user nested, to any depth)
+        data = dict(data)
         defaults = dict(METHOD_DEFAULTS[method])
         adapter = data.get("adapter") if isinstance(data.get("adapter"), dict) else {}
         if adapter.get("kind") == "full":
@@ -130,9 +131,9 @@ class RunConfig(Section):
             defaults["training.learning_rate"] = lr * FULL_FINETUNE_LR_FACTOR
         for dotted, value in defaults.items():
             section, key = dotted.split(".")
-            sect = data.setdefault(section, {})
+            sect = data.get(section, {})
             if isinstance(sect, dict) and key not in sect:
-                sect[key] = value
+                data[section] = {**sect, key: value}
         return data
 
     # -- cross-field rules, one small named validator per topic --------------------------------
