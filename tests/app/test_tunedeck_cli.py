@@ -228,16 +228,18 @@ def test_a_run_into_an_output_folder_in_use_is_refused_with_the_other_job_named(
     assert [j.status for j in refused] == ["failed"]  # not left queued
 
 
-def _wait_for_job(condition: Callable[[Job], bool], timeout: float = 120) -> Job:
-    """The only job in the store, once ``condition`` holds for it (a job that ended without it
-    fails at once, with its error)."""
+def _wait_for_job(
+    condition: Callable[[Job], bool], timeout: float = 120, *, fail_if_ended: bool = True
+) -> Job:
+    """The only job in the store, once ``condition`` holds for it (with ``fail_if_ended``, a job
+    that ended without it fails at once, with its error)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with Store() as store:
             jobs = store.list_jobs()
         if len(jobs) == 1 and condition(jobs[0]):
             return jobs[0]
-        if len(jobs) == 1 and jobs[0].is_final:
+        if fail_if_ended and len(jobs) == 1 and jobs[0].is_final:
             raise AssertionError(f"the job ended {jobs[0].status}: {jobs[0].error}")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for the job: {jobs}")
@@ -308,6 +310,7 @@ def test_resume_from_another_folder_continues_from_the_jobs_own_checkpoint(
     assert (output / f"checkpoint-{stopped_at}").is_dir()  # saved on the way out
 
     resumed = cli("resume", stopped.id[:8], cwd=elsewhere)
+    _wait_for_job(lambda job: not job.is_final, fail_if_ended=False)  # reopened by the resume
     again = _interrupt_when(
         resumed, lambda job: job.status == "running" and (job.current_step or 0) > stopped_at
     )
