@@ -158,7 +158,10 @@ def test_max_runtime_warns_then_stops_with_a_checkpoint(
     [checkpoint] = list(out.glob("checkpoint-*"))
     assert (checkpoint / "trainer_state.json").is_file()
     alerts = receiver.store.alerts(job_id)
-    assert [a["type"] for a in alerts] == ["job_started", "timeout_warning", "job_cancelled"]
+    # max_runtime counts from the start of the process: on a busy machine the warning can come
+    # while the model is still loading, before job_started
+    assert sorted(a["type"] for a in alerts[:2]) == ["job_started", "timeout_warning"]
+    assert [a["type"] for a in alerts[2:]] == ["job_cancelled"]
     assert alerts[2]["status"] == "timeout"
     assert alerts[2]["current_step"] == int(checkpoint.name.split("-")[1])
     assert receiver.store.require_job(job_id).status == "cancelled"
