@@ -176,7 +176,11 @@ def test_a_proxy_error_page_means_unreachable(status: int) -> None:
     asyncio.run(scenario())
 
 
-def test_events_of_another_job_or_torn_lines_are_not_served(tmp_path: Path) -> None:
+@pytest.mark.parametrize("slice_bytes", [pod_agent.EVENT_READ_BYTES, 150])
+def test_events_of_another_job_or_torn_lines_are_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slice_bytes: int
+) -> None:
+    monkeypatch.setattr(pod_agent, "EVENT_READ_BYTES", slice_bytes)  # a long log, read in slices
     log = tmp_path / "events.jsonl"
     log.write_text(
         '{"seq": 1, "kind": "metric", "job_id": "mine", "data": {"step": 1}}\n'

@@ -12,6 +12,7 @@ retries it later, and an upload or download called again resumes where it stoppe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable
@@ -86,19 +87,24 @@ class Artifact:
     sha256: str
 
 
-def sha256_file(path: Path, limit: int | None = None) -> str:
-    """sha256 of the file, or of its first ``limit`` bytes."""
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    remaining = limit
     with path.open("rb") as f:
-        while remaining is None or remaining > 0:
-            block = f.read(1 << 20 if remaining is None else min(1 << 20, remaining))
-            if not block:
-                break
+        for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-            if remaining is not None:
-                remaining -= len(block)
     return digest.hexdigest()
+
+
+# An upload retried after a cut would hash a multi-GB dataset again: remember by size and mtime.
+_upload_digests: dict[tuple[str, int, int], str] = {}
+
+
+def _upload_digest(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _upload_digests:
+        _upload_digests[key] = sha256_file(path)
+    return _upload_digests[key]
 
 
 class AgentClient:
@@ -179,7 +185,7 @@ class AgentClient:
         A checksum mismatch at the end (the agent held a stale start of another file under this
         name) makes the agent drop its copy; the file is then sent once more from the start."""
         path = Path(path)
-        digest = sha256_file(path)
+        digest = await asyncio.to_thread(_upload_digest, path)
         state = await self._json("GET", f"/files/{quote(name)}")
         if state.get("sha256") == digest:
             return digest  # sent and verified before a cut hid the answer
@@ -288,7 +294,7 @@ class AgentClient:
                 offset += len(response.content)
                 if progress is not None:
                     progress(offset, artifact.size)
-        digest = sha256_file(part)
+        digest = await asyncio.to_thread(sha256_file, part)
         if digest != artifact.sha256:
             part.unlink()
             raise AgentError(

@@ -51,6 +51,7 @@ MAX_CHUNK_BYTES = 32 << 20  # the client sends 8 MiB; a chunk must cross the pro
 MAX_FILE_BYTES = 256 << 30
 MAX_LOG_BYTES = 256 << 10
 MAX_EVENTS = 5000
+EVENT_READ_BYTES = 4 << 20
 # Names a client may upload: the trainer package, the run config and its datasets. Nothing else
 # is ever written from a request, so no path can point outside the agent's folder.
 UPLOAD_NAME = re.compile(
@@ -104,19 +105,23 @@ class EventIndex:
 
     def refresh(self) -> None:
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.pos)
-                data = f.read()
+            f = open(self.path, "rb")  # noqa: SIM115 - closed below, read in slices
         except FileNotFoundError:
             return
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break  # a line still being written: read it next time
-            self._add(data[start:end], self.pos + start)
-            start = end + 1
-        self.pos += start
+        with f:
+            while True:  # in slices: a long run's log is not read into memory at once
+                f.seek(self.pos)
+                data = f.read(EVENT_READ_BYTES)
+                start = 0
+                while True:
+                    end = data.find(b"\n", start)
+                    if end < 0:
+                        break  # a line still being written: read it next time
+                    self._add(data[start:end], self.pos + start)
+                    start = end + 1
+                self.pos += start
+                if start == 0:
+                    return
 
     def _add(self, raw: bytes, offset: int) -> None:
         try:
@@ -169,7 +174,8 @@ class Agent:
         self.grace_s = env_float("TUNEDECK_AGENT_GRACE_S", 1800)
         self.idle_cap_s = env_float("TUNEDECK_AGENT_IDLE_CAP_S", 3600)
         self.collected_linger_s = env_float("TUNEDECK_AGENT_COLLECTED_S", 120)
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # state; held briefly, never across network reads
+        self.files_lock = threading.Lock()  # uploads (taken before ``lock`` where both are)
         self.phase, self.error = "waiting", ""
         self.exit_code: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -220,9 +226,10 @@ class Agent:
         self, name: str, offset: int, body_file: io.BufferedIOBase, length: int
     ) -> dict[str, Any]:
         path = self.upload_path(name)
-        with self.lock:
-            if self.phase != "waiting":
-                raise Refused(409, "started", "the run has started; files are fixed now")
+        with self.files_lock:
+            with self.lock:
+                if self.phase != "waiting":
+                    raise Refused(409, "started", "the run has started; files are fixed now")
             size = path.stat().st_size if path.exists() else 0
             if offset not in (0, size):
                 raise Refused(409, "offset", "resume at the size the agent has", size=size)
@@ -246,7 +253,7 @@ class Agent:
         want_sha, want_size = body.get("sha256"), body.get("size")
         if not isinstance(want_sha, str) or not isinstance(want_size, int):
             raise Refused(422, "invalid", "body needs sha256 (hex string) and size (int)")
-        with self.lock:
+        with self.files_lock:
             size = path.stat().st_size if path.exists() else 0
             got = sha256_of(path) if path.exists() else hashlib.sha256().hexdigest()
             if size != want_size or not hmac.compare_digest(got, want_sha.lower()):
@@ -277,7 +284,7 @@ class Agent:
             raise Refused(422, "invalid", "requirements: a list of pinned specs like name==1.2")
         if not isinstance(num_gpus, int) or not 0 <= num_gpus <= 64:
             raise Refused(422, "invalid", "num_gpus: an integer from 0 to 64")
-        with self.lock:
+        with self.files_lock, self.lock:
             if self.phase != "waiting":
                 raise Refused(409, "started", "the run was started already")
             if "config.json" not in self.verified:
