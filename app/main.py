@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from app.core.ingest import Ingestor
     from app.core.launcher_local import LocalLauncher
+    from app.core.runpod.launcher import RunPodLauncher
     from app.core.stall import StallDetector
     from app.core.store import Store
 
@@ -47,7 +48,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 STYLE = ROOT / "resources" / "style.qss"
 DEMO_PRESET = BUILTIN_DIR / "demo-sft.json"
-RUNPOD_NOT_YET = "RunPod runs are not available in this version yet."
+RUNPOD_NO_KEY = "Add a RunPod API key in Settings (Credentials) to run on a cloud GPU."
 STALL_CHECK_MS = 30_000
 LOG_TAIL_BYTES = 1 << 20
 
@@ -59,6 +60,22 @@ class CoreJobService:
         self.store = store
         self.ingestor = ingestor
         self.launcher = launcher
+        self.runpod: RunPodLauncher | None = None  # set while a RunPod key is stored
+        self.gpus: tuple[list[Any] | None, str] = (None, "")  # RunPod's live catalog, once read
+
+    def _launcher_of(self, job_id: str) -> Any:
+        job = self.store.get_job(job_id)
+        if job is not None and job.target == "runpod" and self.runpod is not None:
+            return self.runpod
+        return self.launcher
+
+    def gpu_choices(self) -> tuple[list[Any] | None, str]:
+        """RunPod's GPU types and where they come from (None: the table shipped with the app)."""
+        return self.gpus
+
+    def cloud_meter(self, job_id: str) -> str | None:
+        """A cloud job's phase and money so far, for the job view (None: not a cloud job)."""
+        return self.runpod.meter(job_id) if self.runpod is not None else None
 
     def list_jobs(self) -> list[Any]:
         return self.store.list_jobs()
@@ -92,19 +109,22 @@ class CoreJobService:
         self.store.delete_job(job_id)
 
     def process_alive(self, job_id: str) -> bool:
-        return bool(self.launcher.status(job_id).running)
+        return bool(self._launcher_of(job_id).status(job_id).running)
 
     def targets(self) -> dict[str, str | None]:
-        return {"local": None, "runpod": RUNPOD_NOT_YET}
+        return {"local": None, "runpod": None if self.runpod is not None else RUNPOD_NO_KEY}
 
     async def launch(self, config: Any, target: str) -> str:
         from app.core.launcher import LaunchError, create_job_for
 
-        if target != "local":
-            raise LaunchError(RUNPOD_NOT_YET, "Run it on this computer for now.")
+        launcher: Any = self.launcher
+        if target == "runpod":
+            if self.runpod is None:
+                raise LaunchError(RUNPOD_NO_KEY, "Or run it on this computer.")
+            launcher = self.runpod
         job = create_job_for(self.store, config, target=target)
         try:
-            await self.launcher.start(job, config)
+            await launcher.start(job, config)
         except LaunchError as err:
             failed = self.store.set_status(job.id, "failed", f"{err} {err.hint}".strip())
             self.ingestor.job_changed(failed)
@@ -112,7 +132,7 @@ class CoreJobService:
         return job.id
 
     async def cancel(self, job_id: str) -> None:
-        await self.launcher.cancel(job_id)
+        await self._launcher_of(job_id).cancel(job_id)
 
     async def resume(self, job_id: str) -> None:
         await self.launcher.resume(job_id)
@@ -144,6 +164,9 @@ class Tunedeck:
         self.ingestor: Any = None
         self.receiver: Any = None
         self.launcher: Any = None
+        self.runpod: Any = None  # RunPodLauncher while a RunPod key is stored
+        self.runpod_client: Any = None
+        self.pods_dialog: Any = None
         self.service: CoreJobService | None = None
         self.bridge: Any = None
         self.notifications: Any = None
@@ -219,6 +242,9 @@ class Tunedeck:
         self._following_since = time.time()
         reattached = await self.launcher.reattach_all()
         self.service = CoreJobService(self.store, self.ingestor, self.launcher)
+        reattached += await self.start_runpod()
+        self.window.job_view.meter_source = self.service.cloud_meter
+        self.window.pods_requested.connect(self.open_pods)
         self.window.attach(self.service, self.bridge)
         self._start_stall_watch()
         note = f"Receiver on {self.receiver.url}"
@@ -328,6 +354,8 @@ class Tunedeck:
         if self.stall_detector is not None:
             self.stall_detector.stall_after_s = settings.stall_minutes * 60.0
         # the Hub token is read from the credentials at each launch (hf_token_source)
+        if self.service is not None and self.runpod is None:
+            self._background(self.start_runpod())  # a RunPod key saved just now enables it
         note = "Settings saved and applied"
         moved = (previous.receiver_host, previous.receiver_port) != (
             settings.receiver_host,
@@ -337,6 +365,90 @@ class Tunedeck:
             note += "; the receiver's new address applies the next time Tunedeck starts"
         self.window.statusBar().showMessage(note, 10_000)
 
+    # -- RunPod -----------------------------------------------------------------------------------
+
+    async def start_runpod(self) -> list[str]:
+        """With a RunPod key stored: the RunPod launcher (cloud jobs reattached; their ids),
+        then, in the background, the live GPU catalog and the start-up check for orphan pods."""
+        from app.core.credentials import read_secret
+        from app.core.runpod.endpoints import runpod_endpoints
+        from app.core.runpod.launcher import RunPodLauncher
+
+        if self.runpod is not None or self.service is None:
+            return []
+        key = await read_secret(self.credentials, "runpod_api_key")
+        if not key:
+            return []
+        endpoints = runpod_endpoints()
+        self.runpod_client = endpoints.client(key)
+        self.runpod = RunPodLauncher(
+            self.store,
+            self.ingestor,
+            self.runpod_client,
+            endpoints=endpoints,
+            base_dir=self.base_dir,
+            hf_token_source=lambda: read_secret(self.credentials, "hf_token"),
+            on_output=lambda job_id, line: self.bridge.on_output(job_id, line + "\n"),
+            on_exit=self.bridge.on_exit,
+            trainer_python=getattr(self.settings, "trainer_python", None) or None,
+        )
+        self.service.runpod = self.runpod
+        reattached: list[str] = await self.runpod.reattach_all()
+        self._background(self._read_gpu_catalog())
+        self._background(self.check_orphans())
+        return reattached
+
+    def _background(self, work: Any) -> None:
+        import asyncio
+
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _read_gpu_catalog(self) -> None:
+        from app.core.runpod.errors import RunPodError
+
+        try:
+            gpus = await self.runpod_client.gpu_types()
+        except RunPodError as err:
+            log.warning("RunPod's GPU catalog could not be read: %s", err)
+            return
+        if self.service is not None:
+            self.service.gpus = (gpus, "Prices and stock from RunPod now.")
+
+    async def check_orphans(self) -> list[Any]:
+        """At start-up: pods that bill with no running job are shown at once."""
+        from app.core.runpod.errors import RunPodError
+        from app.core.runpod.orphans import find_orphans
+
+        try:
+            orphans = await find_orphans(self.runpod_client, self.store)
+        except RunPodError as err:
+            log.warning("RunPod's pods could not be listed: %s", err)
+            return []
+        if orphans:
+            self.open_pods()
+        return orphans
+
+    def open_pods(self) -> None:
+        """File ▸ Cloud pods…: the pods billing without a running job, one-click terminate."""
+        if self.runpod_client is None:
+            self.window.statusBar().showMessage(RUNPOD_NO_KEY, 10_000)
+            return
+        from app.core.runpod.orphans import find_orphans, terminate_verified
+        from app.ui.pods_dialog import PodsDialog
+
+        client, store = self.runpod_client, self.store
+        if self.pods_dialog is None:
+            self.pods_dialog = PodsDialog(
+                lambda: find_orphans(client, store),
+                lambda pod_id: terminate_verified(client, pod_id, store=store),
+                self.window,
+            )
+        self.pods_dialog.open()
+        self._background(self.pods_dialog.refresh())
+
     async def stop(self) -> None:
         """Stop following runs (they keep going), stop the receiver, close the store."""
         if self._stall_timer is not None:
@@ -345,10 +457,20 @@ class Tunedeck:
             task.cancel()
         if self.launcher is not None:
             await self.launcher.close()
+        if self.runpod is not None:
+            await self.runpod.close()
+        if self.runpod_client is not None:
+            await self.runpod_client.aclose()
         if self.receiver is not None:
             await self.receiver.stop()
         if self.store is not None:
             self.store.close()
+
+
+def _log_failure(task: Any) -> None:
+    """A background task's unexpected error is a bug: logged with its traceback, not lost."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", exc_info=task.exception())
 
 
 async def _in_thread(fn: Callable[[], T]) -> T:

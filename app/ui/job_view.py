@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer
@@ -55,9 +55,15 @@ class JobView(QWidget):
         self.subtitle = QLabel("", self)
         self.subtitle.setObjectName("jobSubtitle")
         self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # a cloud job's phase and money so far ("training · $0.42 of $10.00 · $0.69/h")
+        self.meter = QLabel("", self)
+        self.meter.setObjectName("costMeter")
+        self.meter.hide()
+        self.meter_source: Callable[[str], str | None] | None = None
         titles = QVBoxLayout()
         titles.addWidget(self.title)
         titles.addWidget(self.subtitle)
+        titles.addWidget(self.meter)
         head.addLayout(titles, 1)
         self.buttons = QHBoxLayout()
         head.addLayout(self.buttons)
@@ -140,6 +146,7 @@ class JobView(QWidget):
         self.job = job
         self._overlay = [(j.id, j.name) for j in overlay]
         if job is None:
+            self.update_meter()
             self.title.setText("No job selected")
             self.subtitle.setText("Start one with Run ▸ New run… (Ctrl+N).")
             self.alerts.alerts.reset([])
@@ -165,11 +172,21 @@ class JobView(QWidget):
         if job.final_loss is not None:
             parts.append(f"final loss {job.final_loss:.4f}")
         self.subtitle.setText(" · ".join(parts) + f"   ({job.id})")
+        self.update_meter()
+
+    def update_meter(self) -> None:
+        line = None
+        if self.job is not None and self.meter_source is not None:
+            line = self.meter_source(self.job.id)
+        self.meter.setText(f"RunPod: {line}" if line else "")
+        self.meter.setVisible(bool(line))
 
     def _tick(self) -> None:
         job = self.job
         if job is not None and job.started_at is not None and job.finished_at is None:
             self.update_header(job)
+        elif job is not None and self.meter.isVisible():
+            self.update_meter()  # a pod bills before the trainer starts and after it ends
 
     def overlay_ids(self) -> list[str]:
         return [job_id for job_id, _ in self._overlay]

@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
     """``settings_requested`` asks the app to open Settings (it owns settings and credentials)."""
 
     settings_requested = Signal()
+    pods_requested = Signal()  # File ▸ Cloud pods…: the app lists pods billing without a job
 
     def __init__(self, presets: PresetLibrary, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -100,6 +101,12 @@ class MainWindow(QMainWindow):
             self.settings_requested.emit,
             "Credentials, receiver, notifications, training Python",
         )
+        self.pods_action = self._action(
+            "Cloud &pods…",
+            None,
+            self.pods_requested.emit,
+            "RunPod pods that bill without a running job, with one-click terminate",
+        )
         self.quit_action = self._action("&Quit", QKeySequence(keys.Quit), self.close, "Quit")
         if self.quit_action.shortcut().isEmpty():
             self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
@@ -124,6 +131,7 @@ class MainWindow(QMainWindow):
             file_menu.addAction(action)
         file_menu.addSeparator()
         file_menu.addAction(self.settings_action)
+        file_menu.addAction(self.pods_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         run_menu = bar.addMenu("&Run")
@@ -364,8 +372,15 @@ class MainWindow(QMainWindow):
         from app.ui.run_form import RunDialog
 
         targets = self.service.targets() if self.service else None
+        # RunPod's live GPU catalog when the app has one (a key is stored), else the shipped table
+        gpus, gpu_source = getattr(self.service, "gpu_choices", lambda: (None, ""))()
         dialog = RunDialog(
-            self.presets, targets, overrides={"dataset.path": DatasetPicker.factory}, parent=self
+            self.presets,
+            targets,
+            overrides={"dataset.path": DatasetPicker.factory},
+            parent=self,
+            gpus=gpus,
+            gpu_source=gpu_source,
         )
         if data is not None:
             dialog.load_config(data)

@@ -7,7 +7,7 @@ run goes, and the Launch button, which stays disabled while the config has a pro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.runpod.models import GpuType
 from app.ui.field_editors import EditorFactory
+from app.ui.gpu_picker import GpuPicker
 from app.ui.presets import Preset, PresetLibrary, read_config_file
 from app.ui.schema_form import SchemaForm
 from trainer.config import ConfigError, RunConfig
@@ -50,8 +52,11 @@ class RunDialog(QDialog):
         targets: Mapping[str, str | None] | None = None,
         overrides: Mapping[str, EditorFactory] | None = None,
         parent: QWidget | None = None,
+        gpus: Sequence[GpuType] | None = None,
+        gpu_source: str = "",
     ) -> None:
-        """``targets`` maps where a run can go to None (available) or why it is not."""
+        """``targets`` maps where a run can go to None (available) or why it is not;
+        ``gpus`` are RunPod's GPU types (None: the table shipped with the app)."""
         super().__init__(parent)
         self.setWindowTitle("New run")
         self.setObjectName("runDialog")
@@ -68,6 +73,11 @@ class RunDialog(QDialog):
         self._fill_presets()
         self.form.validity_changed.connect(self._update_launch)
         self._update_launch(self.form.is_valid())
+        self._set_gpus(gpus, gpu_source)
+        self.gpu_picker.gpu_chosen.connect(lambda gpu: self.form.set_value("runpod.gpu_type", gpu))
+        self.form.config_changed.connect(self._refresh_gpu_picker)
+        self.target_combo.currentIndexChanged.connect(self._target_changed)
+        self._target_changed()
         self.resize(760, 820)
 
     # -- building -------------------------------------------------------------------------------
@@ -124,6 +134,8 @@ class RunDialog(QDialog):
         self.target_note.setWordWrap(True)
         where.addWidget(self.target_note, 1)
         layout.addLayout(where)
+        self.gpu_picker = GpuPicker(self)
+        layout.addWidget(self.gpu_picker)
 
         self.buttons = QDialogButtonBox(self)
         self.launch_button = self.buttons.addButton(
@@ -159,6 +171,47 @@ class RunDialog(QDialog):
         self.launch_button.setEnabled(valid)
         self.launch_button.setToolTip("" if valid else "Fix the fields marked in red first")
         self.export_button.setEnabled(valid)
+
+    def _set_gpus(self, gpus: Sequence[GpuType] | None, source: str) -> None:
+        if gpus is None:
+            from app.core.runpod.catalog import load_gpu_table
+
+            table = load_gpu_table()
+            gpus = table.gpus
+            source = source or (
+                f"Prices from Tunedeck's table of {table.generated}; availability is known "
+                "once a RunPod key is stored."
+            )
+        self.gpu_picker.set_gpus(gpus, source or "Prices and stock from RunPod now.")
+        self._refresh_gpu_picker()
+
+    def _target_changed(self, *_: object) -> None:
+        cloud = self.target == RUNPOD
+        self.form.set_section_hidden(RUNPOD, not cloud)
+        self.gpu_picker.setVisible(cloud)
+        self._refresh_gpu_picker()
+
+    def _refresh_gpu_picker(self) -> None:
+        if self.target != RUNPOD:
+            return
+        try:
+            cfg = self.form.config()
+        except ConfigError:
+            return  # the form marks the problem; the estimate waits for a valid config
+        rp = cfg.runpod
+        self.gpu_picker.update_from(
+            rp.gpu_type,
+            rp.cloud,
+            rp.gpu_count,
+            cfg.runtime.max_runtime_minutes,
+            rp.budget_usd,
+            rp.grace_minutes,
+        )
+
+    def set_target(self, target: str) -> None:
+        index = self.target_combo.findData(target)
+        if index >= 0:
+            self.target_combo.setCurrentIndex(index)
 
     # -- public face ----------------------------------------------------------------------------
 

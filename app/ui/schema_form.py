@@ -88,6 +88,7 @@ class SchemaForm(QWidget):
         self._valid = True
         # per section: (basic group, advanced group); either may be None when empty
         self._groups: dict[str, tuple[QGroupBox | None, QGroupBox | None]] = {}
+        self._hidden_sections: set[str] = set()  # shown for another target only (runpod)
         self._build(overrides or {})
         self.revalidate()
 
@@ -250,12 +251,21 @@ class SchemaForm(QWidget):
         """Whether the field's row is on screen for the current method and Advanced state."""
         spec = self.specs[path]
         section = self._section_of(path)
-        if not (section.used_by(self._method) and spec.used_by(self._method)):
+        if not (self.section_shown(section.name) and spec.used_by(self._method)):
             return False
         return spec.basic or self.advanced_toggle.isChecked()
 
     def section_shown(self, name: str) -> bool:
-        return next(s for s in self.sections if s.name == name).used_by(self._method)
+        section = next(s for s in self.sections if s.name == name)
+        return section.used_by(self._method) and name not in self._hidden_sections
+
+    def set_section_hidden(self, name: str, hidden: bool) -> None:
+        """Hide a whole section whatever the method (the runpod section off RunPod)."""
+        if hidden:
+            self._hidden_sections.add(name)
+        else:
+            self._hidden_sections.discard(name)
+        self._apply_visibility()
 
     # -- reacting -------------------------------------------------------------------------------
 
@@ -271,7 +281,7 @@ class SchemaForm(QWidget):
 
     def _apply_visibility(self) -> None:
         for section in self.sections:
-            used = section.used_by(self._method)
+            used = section.used_by(self._method) and section.name not in self._hidden_sections
             for group in self._groups[section.name]:
                 if group is not None:
                     group.setVisible(used)
