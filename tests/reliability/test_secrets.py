@@ -16,15 +16,19 @@ Allowed: the HF token in the trainer's environment only (a Hub call needs it the
 token and the receiver key in the trainer's environment and in the credential headers of its
 requests (that is what they are for). The RunPod key: nowhere.
 
+The same search runs after a run on a simulated RunPod pod (the fake RunPod server and its
+proxy, the real client, launcher, agent and trainer): there the RunPod key may be only in the
+credentials of requests to RunPod's API, and the HF token and job token only in what starts the
+pod's run (its environment).
+
 HOOK(runpod): ``RUNS`` maps a target to a coroutine that runs a job and returns the places it
-touched. A simulated RunPod run (app/core/runpod/, fake server + simulated pod) is added by
-writing ``runpod_run(ctx) -> Places`` (the fake server's request log, the pod's environment and
-agent log, its files) and adding it to ``RUNS``; the search and its rules stay as they are.
+touched; a new way to run (another cloud) is one more entry, the search and its rules stay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -56,10 +60,10 @@ SECRETS = {
 }
 # where each secret may legitimately be; every other place must not hold it
 ALLOWED: dict[str, set[str]] = {
-    "runpod key": set(),
-    "hf token": {"trainer environment"},
+    "runpod key": {"runpod api credentials"},  # what RunPod's own API is called with
+    "hf token": {"trainer environment", "pod environment"},
     "receiver key": {"trainer environment", "request credentials"},
-    "job token": {"trainer environment", "request credentials"},
+    "job token": {"trainer environment", "request credentials", "pod environment"},
 }
 CREDENTIAL_HEADERS = {"authorization", "x-api-key"}
 
@@ -84,6 +88,7 @@ class RunContext:
     tiny_run: Callable[..., RunConfig]
     tmp_path: Path
     credentials: CredentialStore
+    monkeypatch: pytest.MonkeyPatch
 
 
 def _store_cells(db: Path, places: Places) -> None:
@@ -161,8 +166,75 @@ async def local_run(ctx: RunContext) -> Places:
     return places
 
 
-# HOOK(runpod): add "runpod": runpod_run once the simulated RunPod run exists
-RUNS: dict[str, Callable[[RunContext], Awaitable[Places]]] = {"local": local_run}
+async def runpod_run(ctx: RunContext) -> Places:
+    """A run on a simulated pod: the fake RunPod (its API and proxy on 127.0.0.1), the real
+    client, launcher, agent and trainer. Places: every request the app made (to RunPod's API and
+    through the proxy to the pod's agent), the pods' create bodies, the pod's files."""
+    from app.core.ingest import Ingestor
+    from app.core.runpod import launcher as runpod_launcher
+    from app.core.runpod.client import RunPodClient
+    from app.core.runpod.endpoints import runpod_endpoints
+    from app.core.runpod.launcher import RunPodLauncher
+    from app.core.store import Store
+    from tests.runpod.cloud_helpers import FAST, cloud_config, point_app_at
+    from tests.runpod.fake_runpod import fake_runpod_server
+
+    places = Places()
+    ctx.monkeypatch.setattr(runpod_launcher, "new_job_token", lambda: JOB_TOKEN)
+    cfg = cloud_config(max_steps=4)
+    with fake_runpod_server(ctx.tmp_path / "fake-runpod", account_key=RUNPOD_KEY) as fake:
+        point_app_at(fake, ctx.monkeypatch)
+        with Store() as store:
+            endpoints = runpod_endpoints()
+            key = ctx.credentials.get("runpod_api_key") or ""
+            async with RunPodClient(key, base_url=endpoints.api_url) as client:
+                launcher = RunPodLauncher(
+                    store,
+                    Ingestor(store),
+                    client,
+                    endpoints=endpoints,
+                    base_dir=ctx.tmp_path,
+                    timeouts=FAST,
+                    hf_token_source=lambda: read_secret(ctx.credentials, "hf_token"),
+                )
+                try:
+                    job = create_job_for(store, cfg, target="runpod")
+                    await launcher.start(job, cfg)
+                    await asyncio.wait_for(launcher.wait(job.id), 240)
+                finally:
+                    await launcher.close()
+            done = store.require_job(job.id)
+            assert done.status == "completed", done.error
+            assert store.metric_count(job.id) > 0
+        for i, request in enumerate(fake.requests):
+            label = f"runpod request {i} {request.method} {request.path}"
+            to_api = not request.path.startswith("/proxy/")
+            starts_training = request.path.endswith("/start")  # carries the pod's run env
+            body_kind = "pod environment" if starts_training else "request body"
+            places.add(body_kind, label, request.body)
+            for name, value in request.headers.items():
+                credential = name.lower() in CREDENTIAL_HEADERS
+                kind = (
+                    ("runpod api credentials" if to_api else "request credentials")
+                    if credential
+                    else "request header"
+                )
+                places.add(kind, f"{label} {name}", f"{name}: {value}")
+        for pod_id, pod in fake.pods.items():
+            places.add("pod environment", f"pod {pod_id} create body", json.dumps(pod.body))
+    # the search is real: the key did authorise the API calls, the job token did reach the pod
+    assert any(
+        RUNPOD_KEY.encode() in d for k, _, d in places.found if k == "runpod api credentials"
+    )
+    assert any(JOB_TOKEN.encode() in d for k, _, d in places.found if k == "pod environment")
+    return places
+
+
+# HOOK(runpod): each target's run; the search and its rules below are shared
+RUNS: dict[str, Callable[[RunContext], Awaitable[Places]]] = {
+    "local": local_run,
+    "runpod": runpod_run,
+}
 
 
 def _files_under(root: Path, places: Places) -> None:
@@ -188,7 +260,7 @@ def test_fake_secrets_appear_only_where_they_are_needed(
     credentials.set_session("receiver_api_key", RECEIVER_KEY)
     monkeypatch.setattr(launcher_local, "new_job_token", lambda: JOB_TOKEN)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    ctx = RunContext(app_stack, tiny_run, tmp_path, credentials)
+    ctx = RunContext(app_stack, tiny_run, tmp_path, credentials, monkeypatch)
     assert credentials.get("runpod_api_key") == RUNPOD_KEY  # the app holds it all along
 
     with caplog.at_level(logging.DEBUG):
@@ -199,9 +271,11 @@ def test_fake_secrets_appear_only_where_they_are_needed(
     places.add("log", "app log (all loggers, DEBUG)", caplog.text)
     places.add("log", "stdout", captured.out)
     places.add("log", "stderr", captured.err)
-    assert {"store", "file", "log", "notification", "request body"} <= places.kinds()
-    assert any(label.endswith("trainer.log") for _, label, _ in places.found)
-    assert any(label.endswith("events.jsonl") for _, label, _ in places.found)
+    assert {"store", "file", "log", "request body"} <= places.kinds()
+    if target == "local":
+        assert "notification" in places.kinds()
+        assert any(label.endswith("trainer.log") for _, label, _ in places.found)
+        assert any(label.endswith("events.jsonl") for _, label, _ in places.found)
 
     leaks = [
         f"{name} in {kind}: {label}"
