@@ -38,7 +38,7 @@ from tests.runpod.agent_fixtures import (
 from tests.runpod.fake_runpod import ACCOUNT_KEY, FakeRunPod
 
 DATASET = REPO_ROOT / "resources/datasets/demo-chat.jsonl"
-# Decimal digits of an env var line: well under Linux's 128 KiB limit for one variable.
+# The agent's size packed for the pod's env: far under Linux's 128 KiB for one variable.
 ENV_VAR_BUDGET = 32 * 1024
 ENDPOINTS = [
     ("GET", "/health"),
@@ -292,6 +292,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         agent.stop()
 
 
+@pytest.mark.slow  # a real training subprocess: torch's start-up alone is seconds
 def test_the_run_trains_from_the_uploaded_package(finished_run: Any) -> None:
     agent, _, result = finished_run
     assert result["phase"] == "finished", result["log"][-3000:]
@@ -307,6 +308,7 @@ def test_the_run_trains_from_the_uploaded_package(finished_run: Any) -> None:
     assert (agent.home / "work/package/trainer/__main__.py").is_file()
 
 
+@pytest.mark.slow  # a real training subprocess: torch's start-up alone is seconds
 def test_events_read_from_any_position_have_no_gap_or_repeat(finished_run: Any) -> None:
     agent, _, _ = finished_run
 
@@ -334,6 +336,7 @@ def test_events_read_from_any_position_have_no_gap_or_repeat(finished_run: Any) 
         assert [e["seq"] for e in page] == list(range(after + 1, last + 1))
 
 
+@pytest.mark.slow  # a real training subprocess: torch's start-up alone is seconds
 def test_artifacts_download_verified_and_the_adapter_loads(
     finished_run: Any, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -370,6 +373,7 @@ def test_artifacts_download_verified_and_the_adapter_loads(
     ).json()["collected"]
 
 
+@pytest.mark.slow  # a real training subprocess: torch's start-up alone is seconds
 def test_the_run_cannot_be_started_twice_or_files_changed(finished_run: Any) -> None:
     agent, _, _ = finished_run
     auth = {"Authorization": f"Bearer {agent.token}"}
@@ -406,6 +410,7 @@ def test_the_trainer_never_gets_runpod_variables(agent: AgentProcess) -> None:
     assert r.status_code == 422 and "RUNPOD_API_KEY" in r.json()["detail"]
 
 
+@pytest.mark.slow  # a real training subprocess: torch's start-up alone is seconds
 def test_cancel_mid_run_checkpoints_and_exits_0(tmp_path: Path) -> None:
     async def scenario(agent: AgentProcess) -> tuple[str, int | None, list[str], list[str]]:
         async with AgentClient(agent.url, agent.token) as client:
