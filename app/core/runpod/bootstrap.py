@@ -30,9 +30,11 @@ import importlib.resources
 import shlex
 import zlib
 
-# RunPod's official PyTorch image (CUDA 12.8.1, Ubuntu 24.04) with torch 2.8: the trainer's torch
-# major version (its bundle asks for torch>=2,<3, so the image's CUDA build is kept).
-DEFAULT_IMAGE = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404"
+from trainer.config.runpod_section import DEFAULT_RUNPOD_IMAGE
+
+# The run config's default (runpod.image): RunPod's official PyTorch image with torch 2.8, the
+# trainer's torch major version (its bundle asks for torch>=2,<3, so the image's CUDA build stays).
+DEFAULT_IMAGE = DEFAULT_RUNPOD_IMAGE
 DEFAULT_AGENT_PORT = 8765
 POD_ENV_LIMIT = 50
 # RunPod sets these itself inside every pod (NOTES.md); counted against the limit to be safe.
