@@ -244,3 +244,91 @@ def test_the_budget_stops_the_run_and_terminates_the_pod(
     assert row.status == "terminated"
     assert fake_runpod.live_pods() == []
     store.close()
+
+
+def test_a_pod_that_goes_to_error_fails_the_job_and_is_terminated(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_app_at(fake_runpod, monkeypatch)
+    fake_runpod.provision_s = 2.0  # the pod provisions long enough to fail before it runs
+    cfg = cloud_config()
+    store = Store()
+
+    async def run() -> str:
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            (pod_id,) = fake_runpod.pods
+            fake_runpod.make_pod_fail(pod_id)
+            await asyncio.wait_for(launcher.wait(job.id), 60)
+            return job.id
+
+    job_id = asyncio.run(run())
+    job = store.require_job(job_id)
+    assert job.status == "failed" and "ERROR" in (job.error or ""), job.error
+    assert store.alerts(job_id)[-1]["type"] == "job_failed"
+    (row,) = store.list_resources(provider="runpod", job_id=job_id)
+    assert row.status == "terminated"
+    assert fake_runpod.live_pods() == []
+    cloud = store.get_cloud_run(job_id)
+    assert cloud is not None and cloud.phase == "terminated"
+    store.close()
+
+
+def test_a_trainer_silent_too_long_is_stopped_and_its_pod_terminated(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing heard from the pod (here: its proxy fails from the moment training starts) for
+    runpod.silence_minutes: the job fails saying so and the pod is terminated."""
+    point_app_at(fake_runpod, monkeypatch)
+    cfg = cloud_config(max_steps=400)
+    # a limit of seconds (the schema's minimum is a minute: too long for a test)
+    cfg = cfg.model_copy(update={"runpod": cfg.runpod.model_copy(update={"silence_minutes": 0.05})})
+    store = Store()
+
+    def phase(_job: str, line: str) -> None:
+        if line.startswith("training"):
+            (pod_id,) = fake_runpod.pods
+            fake_runpod.make_proxy_unreachable(pod_id, 120.0)
+
+    async def run() -> str:
+        async with cloud_launcher(store, Ingestor(store), tmp_path, on_phase=phase) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            await asyncio.wait_for(launcher.wait(job.id), 90)
+            return job.id
+
+    job_id = asyncio.run(run())
+    job = store.require_job(job_id)
+    assert job.status == "failed" and "reported nothing" in (job.error or ""), job.error
+    assert fake_runpod.live_pods() == []
+    store.close()
+
+
+@pytest.mark.slow
+def test_cancel_downloads_the_checkpoint_then_terminates_the_pod(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_app_at(fake_runpod, monkeypatch)
+    cfg = cloud_config(max_steps=400)
+    store = Store()
+
+    async def run() -> str:
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            await _wait_for_points(store, job.id, 3, RUN_TIMEOUT_S)
+            await asyncio.wait_for(launcher.cancel(job.id), RUN_TIMEOUT_S)
+            assert not launcher.status(job.id).running
+            return job.id
+
+    job_id = asyncio.run(run())
+    job = store.require_job(job_id)
+    assert job.status == "cancelled", job.error
+    assert "job_cancelled" in [a["type"] for a in store.alerts(job_id)]
+    out = Path(job.output_dir or "")
+    assert any(p.name == "adapter_model.safetensors" for p in out.glob("checkpoint-*/*")), list(
+        out.rglob("*")
+    )
+    assert fake_runpod.live_pods() == []
+    store.close()

@@ -529,7 +529,9 @@ class RunPodLauncher:
             return
         self._enter(run, "collecting")
         output = Path(self.store.require_job(run.job_id).output_dir or self.base_dir)
-        artifacts = await run.agent.artifacts()
+        # a run that did not complete keeps its checkpoints: they are what a resume starts from
+        completed = run.final_alert is not None and run.final_alert.get("type") == "job_completed"
+        artifacts = await run.agent.artifacts(checkpoints=not completed)
         for item in artifacts:
             dest = output / item.path
             if not _inside(output, dest):
