@@ -68,6 +68,7 @@ METHOD_NEEDS: dict[str, str] = {
 MESSAGE_ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = ("human", "gpt", "system", "tool", "user", "assistant")
 MAX_PROBLEMS = 10
+SHOWN_CHARS = 60  # of a user's text quoted in a problem line
 
 
 # -------------------------------------------------------------------------------- errors
@@ -84,6 +85,15 @@ class DatasetError(ValueError):
         where = f"{source}: " if source else ""
         text = where + "; ".join(self.problems)
         super().__init__(f"{text} (hint: {hint})" if hint else text)
+
+
+def clipped(text: str, limit: int = SHOWN_CHARS) -> str:
+    """A user's text (a field name, a value's repr) as a problem line quotes it: cut to
+    ``limit`` characters, and a lone surrogate (JSON's "\\ud800" escape makes one) escaped, so
+    that the line stays short and prints."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ProblemList:
@@ -233,7 +243,7 @@ def detect_format(rows: Sequence[Row], source: str | None = None, declared: str 
 def _unknown_row_problem(row: Row) -> str:
     if not row.data:
         return f"{row.where}: empty row"
-    keys = ", ".join(f'"{k}"' for k in list(row.data)[:8])
+    keys = ", ".join(f'"{clipped(k)}"' for k in list(row.data)[:8])
     return f"{row.where}: no known format (fields {keys})"
 
 
@@ -343,8 +353,8 @@ def _turns(
             continue
         role = turn.get(role_key)
         if role not in roles:
-            shown = "missing" if role_key not in turn else f"got {role!r}"
-            out.append(f'field "{at}.{role_key}": must be one of {", ".join(roles)} ({shown})')
+            said = "missing" if role_key not in turn else f"got {clipped(repr(role))}"
+            out.append(f'field "{at}.{role_key}": must be one of {", ".join(roles)} ({said})')
         content = turn.get(content_key)
         if content_key not in turn:
             if not turn.get("tool_calls"):
@@ -447,8 +457,8 @@ def _check_kto(data: dict[str, Any]) -> list[str]:
     _text_or_turns(data, "completion", out)
     if label_value(data.get("label")) is None:
         given = data.get("label")
-        shown = repr(given) if isinstance(given, str) else _kind(given)
-        out.append(f'field "label": must be true or false (got {shown})')
+        said = clipped(repr(given)) if isinstance(given, str) else _kind(given)
+        out.append(f'field "label": must be true or false (got {said})')
     return out
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.data.formats import DatasetError, ProblemList
+from trainer.config.json_text import parse_json
+from trainer.data.formats import DatasetError, ProblemList, clipped
 
 SUFFIX_KINDS: dict[str, str] = {
     ".jsonl": "jsonl",
@@ -214,7 +215,7 @@ def _type_name(value: Any) -> str:
 def _parse_jsonl(text: str, shown: str) -> list[Row]:
     rows: list[Row] = []
     problems = ProblemList()
-    loads = json.loads
+    loads = parse_json
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -237,7 +238,7 @@ def _parse_jsonl(text: str, shown: str) -> list[Row]:
 
 def _parse_json(text: str, shown: str, split: str) -> list[Row]:
     try:
-        value = json.loads(text)
+        value = parse_json(text)
     except json.JSONDecodeError as err:
         hint = "fix the JSON syntax there"
         if err.msg == "Extra data":
@@ -271,9 +272,12 @@ def _rows_key(value: dict[str, Any], shown: str, split: str) -> str:
             'write an array of objects, or {"train": [{...}, ...]}',
             shown,
         )
-    names = ", ".join(f'"{k}"' for k in lists)
+    names = ", ".join(f'"{clipped(k)}"' for k in lists[:5]) + (", ..." if len(lists) > 5 else "")
     raise DatasetError(
-        [f"the JSON object holds several lists of rows ({names}) and none is named {split!r}"],
+        [
+            f"the JSON object holds several lists of rows ({names}) and none is named "
+            f"{clipped(repr(split))}"
+        ],
         "set dataset.split to the key to read",
         shown,
     )
@@ -286,19 +290,24 @@ def _skip_ws(text: str, pos: int) -> int:
 
 
 def _value_start(text: str, key: str) -> int:
-    """Where the value of top-level ``key`` starts in a JSON object text (already valid)."""
+    """Where the value of top-level ``key`` starts in a JSON object text (already valid).
+
+    A key given twice keeps its last value (as ``json.loads`` does), so the last one counts."""
     decoder = json.JSONDecoder()
+    found: int | None = None
     pos = _skip_ws(text, _skip_ws(text, 0) + 1)  # past "{"
     while text[pos] != "}":
         name, pos = decoder.raw_decode(text, pos)
         pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past ":"
         if name == key:
-            return pos
+            found = pos
         _, pos = decoder.raw_decode(text, pos)
         pos = _skip_ws(text, pos)
         if text[pos] == ",":
             pos = _skip_ws(text, pos + 1)
-    raise AssertionError(f"key {key!r} not found")  # the caller found it in the parsed value
+    if found is None:
+        raise AssertionError(f"key {key!r} not found")  # the caller found it in the parsed value
+    return found
 
 
 def _rows_from_array(
@@ -341,7 +350,9 @@ def _parse_csv(text: str, shown: str) -> list[Row]:
         problems.add(f"line 1: column {blank[0]} of the header has no name")
     dupes = sorted({n for n in names if n and names.count(n) > 1})
     if dupes:
-        problems.add(f'line 1: column name "{dupes[0]}" appears more than once in the header')
+        problems.add(
+            f'line 1: column name "{clipped(dupes[0])}" appears more than once in the header'
+        )
     if problems:
         raise DatasetError(problems.lines(), "the first line must name every column once", shown)
     rows: list[Row] = []
@@ -352,9 +363,11 @@ def _parse_csv(text: str, shown: str) -> list[Row]:
             if not values or (len(values) == 1 and not values[0].strip()):
                 continue
             if len(values) != len(names):
-                missing = names[len(values) :]
+                missing = [clipped(repr(m)) for m in names[len(values) :]]
+                if len(missing) > 5:
+                    missing[5:] = [f"{len(missing) - 5} more"]
                 detail = (
-                    f" (missing {', '.join(repr(m) for m in missing)})"
+                    f" (missing {', '.join(missing)})"
                     if missing
                     else f" ({len(values) - len(names)} extra)"
                 )
@@ -390,8 +403,11 @@ def _read_parquet(path: Path, shown: str) -> list[Row]:
     try:
         records = pq.read_table(path).to_pylist()
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        # pyarrow's message spans lines and repeats the path: one line of it is enough
+        said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        said = said.replace(f"'{path}'", "the file").replace(str(path), "the file")
         raise DatasetError(
-            [f"not a readable Parquet file ({err})"], "check the file is complete", shown
+            [f"not a readable Parquet file ({said})"], "check the file is complete", shown
         ) from None
     return [Row(i, r, "row") for i, r in enumerate(records, start=1)]
 
