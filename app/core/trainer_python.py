@@ -24,6 +24,12 @@ INSTALL_HINT = "pip install 'tunedeck[train]'"
 CHECK_TIMEOUT_S = 30.0
 # A frozen app points these at its own folder; a trainer must use its own Python's.
 LEAKY_VARIABLES = ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "PYTHONHOME", "PYTHONPATH")
+# ...and these: Qt's (the frozen app's plugin paths; the trainer has no Qt) and PyInstaller's
+# own bookkeeping (_PYI_*, _MEIPASS2), which would confuse a frozen program started by the trainer.
+LEAKY_PREFIXES = ("QT_", "QML_", "QML2_", "_PYI_", "_MEIPASS")
+# A key the user exported for their own scripts must not reach a trainer: no trainer needs it
+# (DESIGN.md §5), and a trainer's environment can end up in its log or on a pod.
+ACCOUNT_SECRETS = ("RUNPOD_API_KEY",)
 
 # Runs inside the candidate interpreter: find (not import) each package, report versions cheaply.
 _PROBE = """
@@ -129,8 +135,12 @@ def clean_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]
     NOTES.md Packaging), and without contract variables the parent itself may have been given.
     """
     parent = os.environ if parent is None else parent
-    env = {k: v for k, v in parent.items() if k not in LEAKY_VARIABLES}
-    for name in CONTRACT_ENV_VARIABLES:
+    env = {
+        k: v
+        for k, v in parent.items()
+        if k not in LEAKY_VARIABLES and not k.startswith(LEAKY_PREFIXES)
+    }
+    for name in (*CONTRACT_ENV_VARIABLES, *ACCOUNT_SECRETS):
         env.pop(name, None)
     # PyInstaller keeps the user's own value here; give that back
     for name in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
