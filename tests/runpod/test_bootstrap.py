@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from app.core.runpod import bootstrap, pod_agent
+from app.core.runpod import bootstrap, pod_agent, trainer_bundle
 from app.core.runpod.agent_client import AgentClient, proxy_url
 from app.core.runpod.models import PodRequest
 from app.core.runpod.trainer_bundle import (
@@ -149,16 +149,25 @@ def test_the_bundle_holds_the_trainer_and_pins_this_installs_versions(tmp_path: 
     )
 
 
-def test_a_bundle_from_another_python_asks_that_python(tmp_path: Path) -> None:
-    bundle = build_trainer_bundle(sys.executable, cache=tmp_path)
-    alias = tmp_path / "python-alias"
-    alias.symlink_to(sys.executable)
-    assert build_trainer_bundle(str(alias), cache=tmp_path).requirements == bundle.requirements
-
-
-def test_a_training_environment_without_the_stack_is_named() -> None:
+def test_a_training_environment_without_the_stack_is_named(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="lacks trl"):
         pinned_requirements({"trl": None, "peft": "0.1"})
+    # another Python is asked, not this process: a bare venv has none of the stack
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    with pytest.raises(BundleError, match=r"lacks .*peft.*torch.*'tunedeck\[train\]'"):
+        build_trainer_bundle(str(bare / "bin/python"), cache=tmp_path / "cache")
+
+
+def test_a_frozen_app_sends_the_training_environments_trainer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A frozen app has no trainer sources on disk: only the training Python has them.
+    monkeypatch.setattr(trainer_bundle.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.chdir(tmp_path)
+    env_trainer = trainer_source_dir(sys.executable)
+    assert (env_trainer / "__main__.py").is_file()
+    assert build_trainer_bundle(sys.executable, cache=tmp_path).size > 10_000
 
 
 def test_the_agent_refuses_an_archive_that_escapes_its_folder(tmp_path: Path) -> None:

@@ -18,16 +18,17 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
-import importlib.metadata
 import importlib.util
 import io
 import json
+import os
 import re
 import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.core import paths
 
@@ -38,15 +39,21 @@ RUN_BY_NAME = ("accelerate",)
 IMAGE_PROVIDED = ("torch",)
 PROBE_TIMEOUT_S = 60.0
 
-_VERSIONS_PROBE = """
-import importlib.metadata as m, json, sys
-found = {}
-for name in json.loads(sys.argv[1]):
-    try:
-        found[name] = m.version(name)
-    except m.PackageNotFoundError:
-        found[name] = None
-print(json.dumps(found))
+# Runs in the training Python: where its trainer package lies, and the distribution (with its
+# version) behind each module name given. Asked there, not here: a frozen app has neither.
+_ENVIRONMENT_PROBE = """
+import importlib.metadata as m, importlib.util, json, sys
+spec = importlib.util.find_spec("trainer")
+places = list(spec.submodule_search_locations or []) if spec else []
+by_module = m.packages_distributions()
+versions = {}
+for module in json.loads(sys.argv[1]):
+    for dist in by_module.get(module, [module]):
+        try:
+            versions[dist] = m.version(dist)
+        except m.PackageNotFoundError:
+            versions[dist] = None
+print(json.dumps({"trainer": places[0] if places else None, "versions": versions}))
 """
 
 
@@ -62,12 +69,38 @@ class TrainerBundle:
     requirements: tuple[str, ...]  # pinned specs for the agent's /start
 
 
-def trainer_source_dir() -> Path:
-    """The folder of the ``trainer`` package this app runs with (found, not imported)."""
+def probe_environment(python: str | None, modules: list[str]) -> dict[str, Any]:
+    """Ask the training Python (None: this one) where its trainer is and what it has installed."""
+    result = subprocess.run(
+        [python or sys.executable, "-c", _ENVIRONMENT_PROBE, json.dumps(modules)],
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BundleError(
+            f"the training Python ({python or sys.executable}) could not report its packages: "
+            + (result.stderr.strip().splitlines() or ["no output"])[-1]
+        )
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def trainer_source_dir(python: str | None = None) -> Path:
+    """The ``trainer`` package's folder: this app's own when its sources are on disk (so the pod
+    runs the schema this app wrote the config with), else the training Python's (frozen app)."""
     spec = importlib.util.find_spec("trainer")
-    if spec is None or not spec.submodule_search_locations:
-        raise BundleError("the trainer package is not installed with this app")
-    return Path(next(iter(spec.submodule_search_locations)))
+    for place in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(place) / "__main__.py").is_file():
+            return Path(place)
+    found = probe_environment(python, [])["trainer"]
+    if not found or not (Path(found) / "__main__.py").is_file():
+        raise BundleError(
+            "no trainer sources to send to the pod: install 'tunedeck[train]' in the training "
+            "environment (Settings → Training environment)"
+        )
+    return Path(found)
 
 
 def source_files(root: Path) -> list[Path]:
@@ -76,9 +109,10 @@ def source_files(root: Path) -> list[Path]:
     )
 
 
-def imported_distributions(files: list[Path]) -> list[str]:
-    """Third-party distributions whose modules the trainer imports (inside functions too)."""
-    modules: set[str] = set()
+def imported_modules(files: list[Path]) -> list[str]:
+    """Third-party top-level modules the trainer imports (inside functions too), plus those it
+    runs by name."""
+    modules: set[str] = set(RUN_BY_NAME)
     for path in files:
         if path.suffix != ".py":
             continue
@@ -87,33 +121,7 @@ def imported_distributions(files: list[Path]) -> list[str]:
                 modules.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 modules.add(node.module.split(".")[0])
-    modules -= set(sys.stdlib_module_names) | {"trainer", "__future__"}
-    by_module = importlib.metadata.packages_distributions()
-    names = {dist for module in modules for dist in by_module.get(module, [module])}
-    return sorted(names | set(RUN_BY_NAME), key=str.lower)
-
-
-def installed_versions(names: list[str], python: str | None = None) -> dict[str, str | None]:
-    """Versions of ``names`` in the training environment (``python``; None: this process)."""
-    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
-        found: dict[str, str | None] = {}
-        for name in names:
-            try:
-                found[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                found[name] = None
-        return found
-    result = subprocess.run(
-        [python, "-c", _VERSIONS_PROBE, json.dumps(names)],
-        capture_output=True,
-        text=True,
-        timeout=PROBE_TIMEOUT_S,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise BundleError(f"{python} could not report its packages: {result.stderr.strip()}")
-    answer: dict[str, str | None] = json.loads(result.stdout)
-    return answer
+    return sorted(modules - set(sys.stdlib_module_names) - {"trainer", "__future__"})
 
 
 def pinned_requirements(versions: dict[str, str | None]) -> list[str]:
@@ -146,10 +154,12 @@ def _archive(root: Path, files: list[Path]) -> bytes:
 
 
 def build_trainer_bundle(python: str | None = None, *, cache: Path | None = None) -> TrainerBundle:
-    """The trainer archive and its pinned requirements, built once per content and cached."""
-    root = trainer_source_dir()
+    """The trainer archive and the requirements pinned to what ``python`` (the training
+    environment; None: this interpreter) has installed; the archive is cached by content."""
+    root = trainer_source_dir(python)
     files = source_files(root)
-    requirements = pinned_requirements(installed_versions(imported_distributions(files), python))
+    versions = probe_environment(python, imported_modules(files))["versions"]
+    requirements = pinned_requirements(versions)
     key = hashlib.sha256(json.dumps(requirements).encode())
     for path in files:
         key.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
@@ -157,7 +167,7 @@ def build_trainer_bundle(python: str | None = None, *, cache: Path | None = None
     target = folder / f"trainer-{key.hexdigest()[:16]}.tar.gz"
     if not target.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # builds may race
         partial.write_bytes(_archive(root, files))
         partial.replace(target)
     data = target.read_bytes()
