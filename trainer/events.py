@@ -116,8 +116,7 @@ class Alert(BaseModel):
     current_step: int | None = None
     total_steps: int | None = None
     loss: float | None = None
-    # an int stays an int (what the contract sends); a fractional one is taken too
-    duration: int | float | None = Field(default=None, description="milliseconds")
+    duration: float | None = Field(default=None, description="milliseconds")
     error_message: str | None = None
     error_type: str | None = None
     message: str | None = None
@@ -126,6 +125,12 @@ class Alert(BaseModel):
     @classmethod
     def _null_user_is_local(cls, value: str | None) -> str:
         return "local" if value is None else value
+
+    @field_validator("duration")
+    @classmethod
+    def _whole_duration_as_int(cls, value: float | None) -> float | None:
+        # the contract sends whole milliseconds; a fractional duration is taken as it is
+        return int(value) if value is not None and value.is_integer() else value
 
 
 def utc_now_iso() -> str:

@@ -4,10 +4,11 @@ An aiohttp app (``create_app``) and ``ReceiverServer`` that runs it on whatever 
 current: the GUI's qasync loop, or plain asyncio for ``tunedeck run``. Every body goes through the
 one ``Ingestor``. Bound to 127.0.0.1 unless configured otherwise (a warning is logged then).
 
-Statuses: 200 with a small JSON; 401 for missing or wrong credentials (never which part, and
-the same for an unknown job); 404 for an unknown job, only to a holder of the install key; 408
-for a body that does not arrive within ``read_timeout_s``; 410 ``job_closed`` for metrics of a job
-that ended more than ``RECENT_JOB_S`` ago; 413 for a body over the limit; 422 naming the field
+Statuses: 200 with a small JSON; 400 for a body that cannot be read (a Content-Encoding it does
+not match); 401 for missing or wrong credentials (never which part, and the same for an unknown
+job); 404 for an unknown job, only to a holder of the install key; 408 for a body that does not
+arrive within ``read_timeout_s``; 410 ``job_closed`` for metrics of a job that ended more than
+``RECENT_JOB_S`` ago; 413 for a body over the limit (after decompression); 422 naming the field
 that does not fit (NaN/Infinity included). The order of the checks, credentials first, is in
 ``app.core.receiver_auth``. Nothing a client sends produces a 500: a 500 is a bug, logged with
 its traceback. Every JSON answer is strict JSON (no NaN literal).
@@ -270,6 +271,7 @@ class ReceiverServer:
             # head has arrived (aiohttp closes a connection still waiting for one)
             keepalive_timeout=self.read_timeout_s,
             lingering_time=min(LINGER_S, self.read_timeout_s),
+            auto_decompress=False,  # read_body decodes, within the size limit
         )
         await runner.setup()
         try:

@@ -9,8 +9,9 @@ wrong token take the same path and get the same answer.
 Order of a POST (metrics, or an alert):
 
 1. No credential at all (no bearer token, and for alerts no matching key): 401.
-2. The body is read: 413 past the size limit, 408 when it does not arrive in time. Neither says
-   anything about jobs (the body must be read to learn which job it is for).
+2. The body is read: 413 past the size limit, 408 when it does not arrive in time, 400 when it
+   cannot be decoded. None says anything about jobs (the body must be read to learn which job
+   it is for).
 3. The body does not fit the wire model: 422 naming the field, but only to a caller holding the
    install key or a token of some job; anyone else gets the same 401 as in step 1.
 4. The token does not open the job the body names (wrong token, another job's token, no such

@@ -2,7 +2,8 @@
 
 Every reply is strict JSON (``allow_nan=False``: a NaN that slipped into the store is a bug to
 log, never a literal a client must choke on). ``read_body`` bounds a body in size (413) and in
-time (408: a client that sends a byte a second is cut off).
+time (408: a client that sends a byte a second is cut off); a body that does not decode is a
+400.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,7 +70,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def read_body(request: web.Request, *, max_bytes: int, timeout_s: float) -> bytes:
-    """The whole body: 413 past ``max_bytes``, 408 when it takes longer than ``timeout_s``."""
+    """The whole body, decoded: 413 past ``max_bytes`` (sent, or once inflated: a gzip bomb
+    stops there), 408 when it takes longer than ``timeout_s`` to arrive, 400 when it does not
+    decode (the server runs with aiohttp's own decompression off, so that a body that does not
+    match its Content-Encoding is this 400 and never an exception inside aiohttp)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise web.HTTPRequestEntityTooLarge(
             max_size=max_bytes,
@@ -78,8 +83,36 @@ async def read_body(request: web.Request, *, max_bytes: int, timeout_s: float) -
     try:
         async with asyncio.timeout(timeout_s):
             # raises 413 past the app's client_max_size when no length was given
-            return await request.read()
+            raw = await request.read()
     except TimeoutError:
         raise web.HTTPRequestTimeout(
             text=f"the body did not arrive within {timeout_s:g} s"
         ) from None
+    return _decoded(raw, request.headers.get("Content-Encoding", ""), max_bytes)
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _decoded(raw: bytes, encoding: str, max_bytes: int) -> bytes:
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return raw
+    if name not in _WBITS:
+        raise web.HTTPBadRequest(
+            text=f"Content-Encoding {encoding!r} is not taken; send identity, gzip or deflate"
+        )
+    inflater = zlib.decompressobj(_WBITS[name])
+    try:
+        body = inflater.decompress(raw, max_bytes + 1)
+    except zlib.error as err:
+        raise web.HTTPBadRequest(text=f"the body is not {name} data ({err})") from None
+    if len(body) > max_bytes or inflater.unconsumed_tail:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=max_bytes,
+            actual_size=len(body),
+            text=f"body over the limit of {max_bytes} bytes once inflated",
+        )
+    if not inflater.eof:
+        raise web.HTTPBadRequest(text=f"the body is cut short: its {name} data does not end")
+    return body

@@ -76,6 +76,7 @@ def _schemas() -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     words = {
+        400: "The body could not be read (a Content-Encoding it does not match).",
         401: "Missing or wrong credentials, or a job the token does not open (the response "
         "never says which part, nor whether the job exists).",
         404: "Unknown job (only to a holder of the install key).",
@@ -146,7 +147,7 @@ def build_openapi() -> dict[str, Any]:
                     "requestBody": _json_body("MetricsBatch"),
                     "responses": {
                         **_ok("MetricsAccepted", "Stored; a repeated step fills in."),
-                        **_errors(401, 404, 408, 410, 413, 422),
+                        **_errors(400, 401, 404, 408, 410, 413, 422),
                     },
                 }
             },
@@ -157,7 +158,7 @@ def build_openapi() -> dict[str, Any]:
                     "requestBody": _json_body("Alert"),
                     "responses": {
                         **_ok("AlertAccepted", "Stored; the job's status follows the alert."),
-                        **_errors(401, 404, 408, 413, 422),
+                        **_errors(400, 401, 404, 408, 413, 422),
                     },
                 }
             },
