@@ -1,4 +1,4 @@
-"""The headless command line: ``tunedeck run | resume | jobs | export``.
+"""The headless command line: ``tunedeck run | resume | jobs | export | plan``.
 
 ``tunedeck run CONFIG.json`` goes the same way as Launch in the GUI: a receiver on 127.0.0.1,
 a job in the store, the trainer as a subprocess with the contract's environment. It shows a
@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_runpod import add_commands
 
     COMMANDS.update(add_commands(sub))
+    from app.cli_plan import add_commands as add_plan_command
+
+    COMMANDS.update(add_plan_command(sub))
     return p
 
 

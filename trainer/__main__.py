@@ -4,6 +4,8 @@
     python -m trainer schema                  # the run config's JSON Schema
     python -m trainer validate --config C.json  # config + dataset, no model loaded
     python -m trainer make-tiny-model DIR     # the built-in tiny model, written to DIR
+    python -m trainer plan --config C.json [--json] [--gpus FILE] [--gpu NAME]
+                                              # memory, time and cost before a run
 
 Expected failures (a config or dataset a user can fix) print one line per problem on stderr and
 exit 2; anything else is a bug and prints its traceback (exit 1).
@@ -22,7 +24,7 @@ from typing import Any
 from trainer.config import ConfigError, json_schema, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USER_ERROR = 0, 1, 2
-SUBCOMMANDS = ("schema", "validate", "make-tiny-model")
+SUBCOMMANDS = ("schema", "validate", "make-tiny-model", "plan")
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -52,6 +54,10 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--config", required=True, type=Path, help="run config JSON file")
     elif command == "make-tiny-model":
         p.add_argument("folder", type=Path, help="folder to write the model and tokenizer to")
+    elif command == "plan":
+        from trainer.planner.cli import add_plan_arguments
+
+        add_plan_arguments(p)
     return p
 
 
@@ -125,6 +131,10 @@ def dispatch(argv: list[str]) -> int:
             return cmd_schema()
         if command == "validate":
             return cmd_validate(ns.config)
+        if command == "plan":
+            from trainer.planner.cli import cmd_plan
+
+            return cmd_plan(ns)
         return cmd_make_tiny_model(ns.folder)
     ns = _train_parser().parse_args(argv)
     return cmd_train(ns.config, ns.execution_id, ns.num_processes)

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from app.core.runpod.catalog import load_gpu_table
 from app.core.runpod.client import RUNPOD_API_BASE
-
-
 from app.core.runpod.models import Cloud, GpuType
 from trainer.planner import GpuOffer
 
