@@ -163,6 +163,8 @@ def non_finite_paths(value: Any, prefix: str = "", limit: int = 10) -> list[str]
     """Dotted paths (``metrics.0.x.a``) of the non-finite floats inside ``value``, at most
     ``limit`` of them; ``prefix`` alone (or "(body)") when ``value`` itself is one. Walks with its
     own stack, so any depth is safe."""
+    if not _holds_non_finite(value):  # the common case: one cheap pass, no paths built
+        return []
     found: list[str] = []
     stack: list[tuple[str, Any]] = [(prefix, value)]
     while stack and len(found) < limit:
@@ -177,6 +179,20 @@ def non_finite_paths(value: Any, prefix: str = "", limit: int = 10) -> list[str]
             children = [(f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item)]
             stack.extend(reversed(children))
     return found
+
+
+def _holds_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def clean_payload(data: dict[str, Any]) -> dict[str, Any]:
