@@ -64,8 +64,13 @@ class CoreJobService:
         self.gpus: tuple[list[Any] | None, str] = (None, "")  # RunPod's live catalog, once read
 
     def _launcher_of(self, job_id: str) -> Any:
+        """The launcher of the job's target (a cloud job is never handed to the local one)."""
+        from app.core.launcher import LaunchError
+
         job = self.store.get_job(job_id)
-        if job is not None and job.target == "runpod" and self.runpod is not None:
+        if job is not None and job.target == "runpod":
+            if self.runpod is None:
+                raise LaunchError(f"job {job_id} runs on RunPod. {RUNPOD_NO_KEY}")
             return self.runpod
         return self.launcher
 
@@ -109,7 +114,12 @@ class CoreJobService:
         self.store.delete_job(job_id)
 
     def process_alive(self, job_id: str) -> bool:
-        return bool(self._launcher_of(job_id).status(job_id).running)
+        from app.core.launcher import LaunchError
+
+        try:
+            return bool(self._launcher_of(job_id).status(job_id).running)
+        except LaunchError:
+            return False
 
     def targets(self) -> dict[str, str | None]:
         return {"local": None, "runpod": None if self.runpod is not None else RUNPOD_NO_KEY}
@@ -135,7 +145,7 @@ class CoreJobService:
         await self._launcher_of(job_id).cancel(job_id)
 
     async def resume(self, job_id: str) -> None:
-        await self.launcher.resume(job_id)
+        await self._launcher_of(job_id).resume(job_id)
 
 
 class Tunedeck:
@@ -578,7 +588,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lambda: QMessageBox.critical(tunedeck.window, "Tunedeck could not start", text),
             )
             return
-        if args.demo or (tunedeck.first_start() and not args.no_demo):
+        if not getattr(tunedeck.settings, "trainer_python", ""):
+            # an installed Tunedeck has no training stack: offer to set one up (the demo waits
+            # for the next start, when it can run)
+            from app.ui.trainer_env_dialog import offer_training_setup
+
+            def use(python: str) -> None:
+                tunedeck._settings_saved(
+                    tunedeck.settings.model_copy(update={"trainer_python": python})
+                )
+
+            QTimer.singleShot(0, lambda: offer_training_setup(tunedeck.window, use))
+        elif args.demo or (tunedeck.first_start() and not args.no_demo):
             tunedeck.mark_first_run_done()
             await tunedeck.launch_demo()
 

@@ -169,6 +169,8 @@ def test_a_bad_key_is_a_clear_error(
 async def _wait_for_points(store: Store, job_id: str, count: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while store.metric_count(job_id) < count:
+        job = store.require_job(job_id)
+        assert not job.is_final, f"the job ended ({job.status}) before {count} points: {job.error}"
         assert time.monotonic() < deadline, f"fewer than {count} points in {timeout_s} s"
         await asyncio.sleep(0.1)
 
@@ -330,5 +332,69 @@ def test_cancel_downloads_the_checkpoint_then_terminates_the_pod(
     assert any(p.name == "adapter_model.safetensors" for p in out.glob("checkpoint-*/*")), list(
         out.rglob("*")
     )
+    assert fake_runpod.live_pods() == []
+    store.close()
+
+
+@pytest.mark.slow
+def test_when_the_app_vanishes_the_pod_terminates_itself_after_the_grace_time(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app closes mid-run and does not come back in time: the finished run waits for it
+    runpod.grace_minutes, then the agent deletes its own pod with the pod-scoped key. The next
+    start finds the pod gone and closes the job saying why."""
+    point_app_at(fake_runpod, monkeypatch)
+    cfg = cloud_config(max_steps=4)
+    cfg = cfg.model_copy(update={"runpod": cfg.runpod.model_copy(update={"grace_minutes": 0.05})})
+    store = Store()
+
+    async def run() -> str:
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            await _wait_for_points(store, job.id, 1, RUN_TIMEOUT_S)
+        # the app is gone; the run finishes and nobody collects it
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while fake_runpod.live_pods():
+            assert time.monotonic() < deadline, "the pod did not terminate itself"
+            await asyncio.sleep(0.5)
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as again:
+            assert not await again.reattach(store.require_job(job.id))
+        return job.id
+
+    job_id = asyncio.run(run())
+    (pod_id,) = fake_runpod.pods
+    deletes = [r for r in fake_runpod.requests if r.method == "DELETE"]
+    assert deletes and deletes[0].headers.get("Authorization") != f"Bearer {ACCOUNT_KEY}"
+    assert fake_runpod.pod_status(pod_id) == "TERMINATED"
+    job = store.require_job(job_id)
+    assert job.status == "failed" and "while Tunedeck was closed" in (job.error or "")
+    (row,) = store.list_resources(provider="runpod", job_id=job_id)
+    assert row.status == "terminated" and row.terminated_at is not None
+    store.close()
+
+
+@pytest.mark.slow
+def test_a_trainer_that_fails_on_the_pod_fails_the_job_and_ends_the_pod(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_app_at(fake_runpod, monkeypatch)
+    cfg = cloud_config()
+    # preference training on chat rows: the trainer refuses the dataset on the pod
+    cfg = cfg.model_copy(update={"method": "dpo"})
+    store = Store()
+
+    async def run() -> str:
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            await asyncio.wait_for(launcher.wait(job.id), RUN_TIMEOUT_S)
+            return job.id
+
+    job_id = asyncio.run(run())
+    job = store.require_job(job_id)
+    assert job.status == "failed"
+    assert "preference" in (job.error or "") or "chosen" in (job.error or ""), job.error
+    assert job.exit_code not in (None, 0)
     assert fake_runpod.live_pods() == []
     store.close()

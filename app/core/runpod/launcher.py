@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 AGENT_PORT = 8765
 CONFIG_NAME = "config.json"
+POD_CONFIG_NAME = "pod-config.json"  # what the pod gets: the config without its runpod section
+ERROR_TAIL_LINES = 15
 LOG_NAME = "trainer.log"
 TOKEN_NAME = "agent.token"  # the agent's token, 0600, for reattaching after a restart
 # trainer's own max_runtime stops it cleanly; the launcher's cap is a backstop past it
@@ -165,6 +167,9 @@ class RunPodLauncher:
         folder.mkdir(parents=True, exist_ok=True)
         config_text = cfg.to_json()  # no secrets: they travel in /start's environment
         (folder / CONFIG_NAME).write_text(config_text, encoding="utf-8")
+        # the trainer reads nothing of the runpod section; the pod gets what it runs with
+        pod_config = cfg.model_dump_json(indent=2, exclude={"runpod"})
+        (folder / POD_CONFIG_NAME).write_text(pod_config, encoding="utf-8")
         token = secrets.token_urlsafe(32)
         _write_private(folder / TOKEN_NAME, token)
         job_token = new_job_token()
@@ -359,7 +364,7 @@ class RunPodLauncher:
         await run.agent.upload(
             trainer_bundle.BUNDLE_NAME, bundle.path, progress=self._progress(run, "trainer")
         )
-        await run.agent.upload(CONFIG_NAME, folder / CONFIG_NAME)
+        await run.agent.upload(CONFIG_NAME, folder / POD_CONFIG_NAME)
         dataset = self._local_dataset(run.cfg)
         if dataset is not None:
             name = "dataset" + "".join(
@@ -437,6 +442,7 @@ class RunPodLauncher:
                 await self._pull_log(run)
                 ended = page.phase in ("finished", "failed")
                 if ended and page.last_seq <= run.feed.last_seq:
+                    self.store.update_job(run.job_id, exit_code=page.exit_code)
                     return
             self._check_money(run)
             if await self._check_limits(run, silence_s):
@@ -590,13 +596,24 @@ class RunPodLauncher:
             if run.cancel_requested and run.final_alert is None:
                 job = self.store.set_status(run.job_id, "cancelled", "cancelled before it ran")
             else:
-                why = run.stop_reason or "the trainer ended without reporting an outcome"
+                why = run.stop_reason or (
+                    f"the trainer ended (exit code {job.exit_code}) without reporting an "
+                    f"outcome. Last lines of its log:\n{self._log_tail(run)}"
+                )
                 self._alert_failed(job, why, "runpod")
                 job = self.store.set_status(run.job_id, "failed", why)
         elif run.stop_reason is not None and job.status == "cancelled":
             job = self.store.update_job(run.job_id, error=f"stopped by Tunedeck: {run.stop_reason}")
         self.ingestor.job_changed(job)
         self._exited(run)
+
+    def _log_tail(self, run: _Run) -> str:
+        try:
+            text = (paths.job_dir(run.job_id) / LOG_NAME).read_text("utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        lines = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(lines[-ERROR_TAIL_LINES:]) or "(the log is empty)"
 
     def _alert_failed(self, job: Job, message: str, error_type: str) -> None:
         with contextlib.suppress(Exception):
@@ -687,6 +704,14 @@ class RunPodLauncher:
         if run.ledger.phase == "training":
             await self._send_cancel(run)
         await run.done.wait()
+
+    async def resume(self, job_id: str) -> Job:
+        """Not on a pod yet: the agent takes no checkpoint upload."""
+        raise LaunchError(
+            f"job {job_id} ran on RunPod; resuming a cloud run on a new pod is not supported yet",
+            "Its checkpoints were downloaded into its output folder; duplicate it as a new run "
+            "(checkpoint.resume_from_checkpoint can point at one when it runs on this computer).",
+        )
 
     def status(self, job_id: str) -> LaunchStatus:
         run = self._runs.get(job_id)
