@@ -588,18 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lambda: QMessageBox.critical(tunedeck.window, "Tunedeck could not start", text),
             )
             return
-        if not getattr(tunedeck.settings, "trainer_python", ""):
-            # an installed Tunedeck has no training stack: offer to set one up (the demo waits
-            # for the next start, when it can run)
-            from app.ui.trainer_env_dialog import offer_training_setup
-
-            def use(python: str) -> None:
-                tunedeck._settings_saved(
-                    tunedeck.settings.model_copy(update={"trainer_python": python})
-                )
-
-            QTimer.singleShot(0, lambda: offer_training_setup(tunedeck.window, use))
-        elif args.demo or (tunedeck.first_start() and not args.no_demo):
+        if args.demo or (tunedeck.first_start() and not args.no_demo):
             tunedeck.mark_first_run_done()
             await tunedeck.launch_demo()
 
