@@ -8,6 +8,7 @@ import ast
 import asyncio
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -172,6 +173,15 @@ def test_a_checksum_mismatch_is_refused_and_the_copy_dropped(agent: AgentProcess
     # and start refuses without a verified config
     r = httpx.post(f"{agent.url}/start", headers=auth, json={"execution_id": "x", "env": {}})
     assert r.status_code == 409 and r.json()["error"] == "missing_file"
+    # a verified config that is not a run config is refused by name, not with a 500
+    r = httpx.put(f"{agent.url}/files/config.json?offset=0", headers=auth, content=b"[1]")
+    digest = hashlib.sha256(b"[1]").hexdigest()
+    r = httpx.post(
+        f"{agent.url}/files/config.json/done", headers=auth, json={"sha256": digest, "size": 3}
+    )
+    assert r.status_code == 200 and r.json()["verified"]
+    r = httpx.post(f"{agent.url}/start", headers=auth, json={"execution_id": "x", "env": {}})
+    assert r.status_code == 422 and "config.json" in r.json()["detail"]
 
 
 def test_no_path_leads_outside_the_agents_folders(agent: AgentProcess) -> None:
@@ -358,8 +368,6 @@ def test_artifacts_download_verified_and_the_adapter_loads(
     assert "run_summary.json" in names
     assert not any(n.startswith("checkpoint-") for n in names)
     assert any(a.path.startswith("checkpoint-") for a in with_checkpoints)
-    import hashlib
-
     for artifact in listed:
         assert hashlib.sha256((dest / artifact.path).read_bytes()).hexdigest() == artifact.sha256
     from peft import PeftConfig, PeftModel

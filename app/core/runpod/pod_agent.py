@@ -305,6 +305,10 @@ class Agent:
             config = json.loads((self.files / "config.json").read_text("utf-8"))
         except ValueError as err:
             raise Refused(422, "invalid", f"config.json: {err}") from None
+        if not isinstance(config, dict) or not all(
+            isinstance(config.get(k, {}), dict) for k in ("output", "dataset")
+        ):
+            raise Refused(422, "invalid", "config.json: not a run config (an object)")
         config.setdefault("output", {})["output_dir"] = str(self.output)
         dataset = config.setdefault("dataset", {})
         for name in sorted(self.verified):
