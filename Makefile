@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-fast lint fmt bench screenshots package clean
+.PHONY: run demo test test-fast lint fmt bench screenshots package test-package clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The installers (packaging/, scripts/build_package.sh): the one-folder app in dist/tunedeck
+# and a .deb, built from their own environment (build/package-venv: no ML stack in it).
+package:
+	bash scripts/build_package.sh
+
+# package, then run the folder's and the installed .deb's --version and --smoke-test, set up a
+# trainer environment from the installed app and train the demo with it, uninstall (root).
+test-package: package
+	bash scripts/test_package.sh
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

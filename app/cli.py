@@ -1,4 +1,4 @@
-"""The headless command line: ``tunedeck run | resume | jobs | export | plan``.
+"""The headless command line: ``tunedeck run | resume | jobs | export | plan | setup-training``.
 
 ``tunedeck run CONFIG.json`` goes the same way as Launch in the GUI: a receiver on 127.0.0.1,
 a job in the store, the trainer as a subprocess with the contract's environment. It shows a
@@ -41,6 +41,7 @@ from app.core.notifications import format_alert
 from app.core.receiver import ReceiverServer
 from app.core.store import Store, StoreError
 from app.core.tokens import new_api_key
+from app.core.trainer_env import launch_python
 from trainer.config import ConfigError, RunConfig, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USER_ERROR = 0, 1, 2
@@ -208,7 +209,8 @@ class RunSession:
             store,
             ingestor,
             receiver=ReceiverAddress(server.url, api_key),
-            python=self.args.python,
+            # --python, else the environment Settings or `setup-training` recorded
+            python=launch_python(self.args.python),
             base_dir=Path.cwd(),
             # the keyring's Hub token, else the user's HF_TOKEN (contract_env), as in the GUI
             hf_token_source=lambda: read_secret(CredentialStore(), "hf_token"),
@@ -346,6 +348,9 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunedeck", description="Tunedeck without a screen.")
+    from app.version import version_line
+
+    p.add_argument("--version", action="version", version=version_line("tunedeck"))
     sub = p.add_subparsers(dest="command", required=True)
 
     def launch_options(sp: argparse.ArgumentParser) -> None:
@@ -380,8 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--json", action="store_true", help="JSON with the alerts too")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     from app.cli_runpod import add_commands
+    from app.cli_setup import add_commands as add_setup_commands
 
     COMMANDS.update(add_commands(sub))
+    COMMANDS.update(add_setup_commands(sub))
     from app.cli_plan import add_commands as add_plan_command
 
     COMMANDS.update(add_plan_command(sub))

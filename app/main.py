@@ -536,6 +536,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-demo", action="store_true", help="do not launch the demo, even on the first start"
     )
     parser.add_argument("--exit-after-first-paint", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="check this install on scratch folders (window, receiver, store); exit 0 if it works",
+    )
     return parser.parse_args(argv)
 
 
@@ -552,6 +558,15 @@ def show_and_paint(window: Any, app: QApplication, timeout_s: float = 5.0) -> bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.version:
+        from app.version import version_line
+
+        print(version_line("tunedeck-gui"))
+        return 0
+    if args.smoke_test:
+        from app.smoke import run_smoke_test
+
+        return run_smoke_test()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
@@ -588,7 +603,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lambda: QMessageBox.critical(tunedeck.window, "Tunedeck could not start", text),
             )
             return
-        if args.demo or (tunedeck.first_start() and not args.no_demo):
+        if not getattr(tunedeck.settings, "trainer_python", ""):
+            # an installed Tunedeck has no training stack: offer to set one up (the demo waits
+            # for the next start, when it can run)
+            from app.ui.trainer_env_dialog import offer_training_setup
+
+            def use(python: str) -> None:
+                tunedeck._settings_saved(
+                    tunedeck.settings.model_copy(update={"trainer_python": python})
+                )
+
+            QTimer.singleShot(0, lambda: offer_training_setup(tunedeck.window, use))
+        elif args.demo or (tunedeck.first_start() and not args.no_demo):
             tunedeck.mark_first_run_done()
             await tunedeck.launch_demo()
 

@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ from app.core.launcher import (
     secret_free_env_view,
     work_dir_of,
 )
-from app.core.processes import process_start_time, same_process
+from app.core.processes import process_start_time, same_process, signal_group
 from app.core.store import Store
 from app.core.tokens import hash_token, new_job_token
 from app.core.trainer_python import clean_environment
@@ -417,13 +416,13 @@ class LocalLauncher:
             if run is None or run.done.is_set():
                 return
         run.cancel_requested = True
-        _signal_group(run.pid, signal.SIGTERM)
+        signal_group(run.pid)
         try:
             await asyncio.wait_for(run.done.wait(), grace_s)
         except TimeoutError:
             log.warning("job %s did not stop within %.0f s; killing it", job_id, grace_s)
             run.killed = True
-            _signal_group(run.pid, signal.SIGKILL)
+            signal_group(run.pid, hard=True)
             await run.done.wait()
 
     def status(self, job_id: str) -> LaunchStatus:
@@ -528,14 +527,3 @@ def events_of_job(
             elif event.get("kind") == "metric" and "step" in data:
                 points.append(data)
     return points, alerts
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the trainer and everything it started (accelerate workers share its group)."""
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -7,7 +7,12 @@ program. The process's start time, recorded when the trainer started, tells them
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
+
+# signal.CTRL_BREAK_EVENT exists only on Windows; its value is fixed by the Windows API
+CTRL_BREAK_EVENT = 1
 
 
 def process_start_time(pid: int) -> float | None:
@@ -58,3 +63,21 @@ def _is_zombie(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state in ("Z", "X")
+
+
+def signal_group(pid: int, *, hard: bool = False) -> None:
+    """Stop a trainer started in its own session (POSIX) or process group (Windows), with
+    everything it started: ``hard=False`` asks for a clean stop with a checkpoint, ``hard=True``
+    kills.
+
+    POSIX: SIGTERM, then SIGKILL, to the process group. Windows: CTRL_BREAK_EVENT to the group
+    (the trainer was started with CREATE_NEW_PROCESS_GROUP and handles SIGBREAK like SIGTERM);
+    the hard stop is TerminateProcess (what ``os.kill`` does there with any other value).
+    """
+    try:
+        if sys.platform == "win32":
+            os.kill(pid, CTRL_BREAK_EVENT if not hard else signal.SIGTERM)
+        else:
+            os.killpg(pid, signal.SIGKILL if hard else signal.SIGTERM)
+    except ProcessLookupError:
+        pass

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -180,12 +180,30 @@ class SettingsDialog(QDialog):
         for widget in (self.python, browse, self.python_check, use_this):
             row.addWidget(widget)
         layout.addLayout(row)
+        set_up = QPushButton("Set up local training…")
+        set_up.setObjectName("trainerEnvSetUp")
+        set_up.setToolTip("Create (or repair) a Python environment with torch and the trainer")
+        set_up.clicked.connect(self.open_training_setup)
+        layout.addWidget(set_up, 0, Qt.AlignmentFlag.AlignLeft)
         self.python_result = QLabel(trainer_python_message(self._settings.trainer_python) or "")
         self.python_result.setObjectName("pythonResult")
         self.python_result.setWordWrap(True)
         layout.addWidget(self.python_result)
         layout.addStretch(1)
         return page
+
+    def open_training_setup(self) -> None:
+        from app.ui.trainer_env_dialog import TrainerEnvDialog
+
+        dialog = TrainerEnvDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.ready.connect(self._training_env_ready)
+        self.training_setup = dialog
+        dialog.open()
+
+    def _training_env_ready(self, python: str) -> None:
+        self.python.setText(python)
+        self.check_python()
 
     def _browse_python(self) -> None:
         start = self.python.text().strip() or str(Path.home())

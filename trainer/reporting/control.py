@@ -1,7 +1,7 @@
 """Run control: stop requests from signals and from the ``max_runtime`` clock.
 
-- First SIGINT/SIGTERM: only a flag is set. The reporting callback sees it at the end of the
-  current optimiser step and stops training there with a checkpoint.
+- First SIGINT/SIGTERM (SIGBREAK on Windows): only a flag is set. The reporting callback sees
+  it at the end of the current optimiser step and stops training there with a checkpoint.
 - Second SIGINT/SIGTERM, at least ``REPEAT_GRACE_S`` after the first (copies of one request
   arriving together count once): the run exits at once (``os._exit(128 + signal)``) after a
   bounded, best-effort flush of what the sender still holds. No checkpoint.
@@ -24,7 +24,16 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+def stop_signals(module: object = signal) -> tuple[int, ...]:
+    """SIGINT and SIGTERM, and on Windows SIGBREAK: there the launcher stops a trainer with
+    CTRL_BREAK_EVENT sent to its process group (Windows has no SIGTERM between processes), and
+    it arrives as SIGBREAK, which must mean the same clean stop with a checkpoint."""
+    names = ("SIGINT", "SIGTERM", "SIGBREAK")
+    return tuple(int(getattr(module, name)) for name in names if hasattr(module, name))
+
+
+STOP_SIGNALS = stop_signals()
 # Copies of one stop request arrive within milliseconds: the launcher signals the trainer's
 # whole process group, and the trainer's own launcher and torchrun forward the signal to their
 # workers too. Only a signal that comes this long after the first is a second request.
