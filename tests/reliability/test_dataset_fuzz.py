@@ -37,7 +37,7 @@ from trainer.data import (
     read_rows,
 )
 
-LONG = os.environ.get("TUNEDECK_LONG", "") not in ("", "0")
+LONG = os.environ.get("TUNEDECK_LONG") == "1"
 EXAMPLES = 5000 if LONG else 150
 FUZZ = settings(
     max_examples=EXAMPLES,
@@ -399,3 +399,13 @@ def test_a_lone_surrogate_in_a_field_name_prints(tmp_path: Path) -> None:
         detect_format(rows, str(path))
     assert info.value.problems == ['line 1: no known format (fields "\\ud800")']
     str(info.value).encode("utf-8")
+
+
+def test_a_report_on_a_lone_surrogate_column_prints(tmp_path: Path) -> None:
+    # was: the report's text quoted the column name raw: UnicodeEncodeError when printed
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "\\ud800": 1}\n')
+    report = inspect_dataset(str(path), "cpt")
+    assert report.ok
+    assert "(columns: text, \\ud800)" in report.text()
+    report.text().encode("utf-8")

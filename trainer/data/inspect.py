@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.data.formats import DatasetError, method_hint, method_problem, scan_rows
+from trainer.data.formats import (
+    DatasetError,
+    clipped,
+    method_hint,
+    method_problem,
+    scan_rows,
+)
 from trainer.data.prepare import prepare_groups
 from trainer.data.readers import Row, read_rows, source_kind
 
@@ -42,7 +48,7 @@ class DatasetReport:
         if self.fmt:
             head += f', format "{self.fmt}"'
         if self.columns:
-            head += f" (columns: {', '.join(self.columns)})"
+            head += f" (columns: {', '.join(clipped(c) for c in self.columns)})"
         lines = [head]
         if self.method and self.ok:
             made = (
