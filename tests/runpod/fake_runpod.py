@@ -499,6 +499,9 @@ class FakeRunPod:
                 "RUNPOD_PUBLIC_IP": "127.0.0.1",
                 "RUNPOD_DC_ID": DATA_CENTER,
                 "TUNEDECK_RUNPOD_API_URL": self.url,
+                # a real pod listens on every interface behind RunPod's proxy; a simulated one
+                # stays on loopback (network tests never open a port beyond this machine)
+                "TUNEDECK_AGENT_HOST": "127.0.0.1",
             }
         )
         if network:
