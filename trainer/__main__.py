@@ -6,6 +6,8 @@
     python -m trainer make-tiny-model DIR     # the built-in tiny model, written to DIR
     python -m trainer plan --config C.json [--json] [--gpus FILE] [--gpu NAME]
                                               # memory, time and cost before a run
+    python -m trainer doctor --config C.json [--json] [--sample N]
+                                              # what the model will learn from the dataset
 
 Expected failures (a config or dataset a user can fix) print one line per problem on stderr and
 exit 2; anything else is a bug and prints its traceback (exit 1).
@@ -24,7 +26,7 @@ from typing import Any
 from trainer.config import ConfigError, json_schema, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USER_ERROR = 0, 1, 2
-SUBCOMMANDS = ("schema", "validate", "make-tiny-model", "plan")
+SUBCOMMANDS = ("schema", "validate", "make-tiny-model", "plan", "doctor")
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -58,6 +60,10 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
         from trainer.planner.cli import add_plan_arguments
 
         add_plan_arguments(p)
+    elif command == "doctor":
+        from trainer.doctor.cli import add_doctor_arguments
+
+        add_doctor_arguments(p)
     return p
 
 
@@ -135,6 +141,10 @@ def dispatch(argv: list[str]) -> int:
             from trainer.planner.cli import cmd_plan
 
             return cmd_plan(ns)
+        if command == "doctor":
+            from trainer.doctor.cli import cmd_doctor
+
+            return cmd_doctor(ns)
         return cmd_make_tiny_model(ns.folder)
     ns = _train_parser().parse_args(argv)
     return cmd_train(ns.config, ns.execution_id, ns.num_processes)
