@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -47,7 +46,7 @@ from app.core.launcher import (
     OutputCallback,
     contract_env,
 )
-from app.core.runpod import bootstrap, trainer_bundle
+from app.core.runpod import trainer_bundle
 from app.core.runpod.agent_client import AgentClient, AgentError, AgentUnreachable
 from app.core.runpod.client import RunPodClient
 from app.core.runpod.cost import BUDGET_WARNING_SHARE, PhaseLedger, budget_state, format_meter
@@ -61,7 +60,16 @@ from app.core.runpod.errors import (
     RunPodRejected,
 )
 from app.core.runpod.models import Pod, PodRequest
-from app.core.runpod.orphans import PROVIDER, pod_name, terminate_verified
+from app.core.runpod.orphans import PROVIDER, terminate_verified
+from app.core.runpod.pod_setup import (
+    AGENT_PORT,
+    dataset_upload_name,
+    inside,
+    local_dataset,
+    pod_request,
+    talks_to_hub,
+    write_private,
+)
 from app.core.runpod.poller import EventFeed
 from app.core.store import CloudRun, Store
 from app.core.tokens import hash_token, new_job_token
@@ -69,7 +77,6 @@ from trainer.config import ConfigError, RunConfig, parse_config
 
 log = logging.getLogger(__name__)
 
-AGENT_PORT = 8765
 CONFIG_NAME = "config.json"
 POD_CONFIG_NAME = "pod-config.json"  # what the pod gets: the config without its runpod section
 ERROR_TAIL_LINES = 15
@@ -171,7 +178,7 @@ class RunPodLauncher:
         pod_config = cfg.model_dump_json(indent=2, exclude={"runpod"})
         (folder / POD_CONFIG_NAME).write_text(pod_config, encoding="utf-8")
         token = secrets.token_urlsafe(32)
-        _write_private(folder / TOKEN_NAME, token)
+        write_private(folder / TOKEN_NAME, token)
         job_token = new_job_token()
         output_dir = cfg.resolved_output_dir(self.base_dir)
         self.store.update_job(
@@ -196,7 +203,7 @@ class RunPodLauncher:
         ledger = PhaseLedger("provisioning", now)
         run = _Run(job.id, cfg, ledger, EventFeed(self.store, self.ingestor, job.id), token)
         run.resource_row, run.job_token = resource.id, job_token
-        pod = await self._create(run, self._pod_request(job, cfg, token))
+        pod = await self._create(run, pod_request(job.id, cfg, token))
         run.pod_id = pod.id
         run.ledger.cost_per_hour = pod.cost_per_hour
         self.store.update_resource(
@@ -206,27 +213,6 @@ class RunPodLauncher:
         self._say(run, f"pod {pod.id} created ({pod.gpu_count}x {pod.gpu_type_id})")
         self._follow(run, self._drive(run))
         self.ingestor.job_changed(self.store.require_job(job.id))
-
-    def _pod_request(self, job: Job, cfg: RunConfig, token: str) -> PodRequest:
-        rp = cfg.runpod
-        args, env = bootstrap.agent_start(
-            token,
-            port=AGENT_PORT,
-            grace_s=rp.grace_minutes * 60.0,
-            idle_cap_s=rp.idle_cap_minutes * 60.0,
-        )
-        return PodRequest(
-            name=pod_name(job.id),
-            image=rp.image,
-            gpu_type_id=rp.gpu_type,
-            gpu_count=rp.gpu_count,
-            cloud="SECURE" if rp.cloud == "secure" else "COMMUNITY",
-            container_disk_gb=rp.container_disk_gb,
-            volume_id=rp.volume_id,
-            ports=[f"{AGENT_PORT}/http"],
-            env=env,
-            args=args,
-        )
 
     async def _create(self, run: _Run, request: PodRequest) -> Pod:
         assert run.resource_row is not None
@@ -292,10 +278,14 @@ class RunPodLauncher:
         run.task = asyncio.get_running_loop().create_task(work, name=f"runpod-{run.job_id}")
 
     async def _drive(self, run: _Run) -> None:
+        """The run from its current phase (a reattached run starts in training or collecting)
+        to its pod's end, whatever happens on the way."""
         try:
-            await self._wait_until_ready(run)
-            if not run.cancel_requested:
-                await self._install(run)
+            if run.ledger.phase == "provisioning":
+                await self._wait_until_ready(run)
+                if not run.cancel_requested:
+                    await self._install(run)
+            if run.ledger.phase == "training":
                 await self._train(run)
             await self._collect(run)
         except asyncio.CancelledError:
@@ -365,12 +355,11 @@ class RunPodLauncher:
             trainer_bundle.BUNDLE_NAME, bundle.path, progress=self._progress(run, "trainer")
         )
         await run.agent.upload(CONFIG_NAME, folder / POD_CONFIG_NAME)
-        dataset = self._local_dataset(run.cfg)
+        dataset = local_dataset(run.cfg, self.base_dir)
         if dataset is not None:
-            name = "dataset" + "".join(
-                dataset.suffixes[-2:] if dataset.suffix == ".gz" else [dataset.suffix]
+            await run.agent.upload(
+                dataset_upload_name(dataset), dataset, progress=self._progress(run, "dataset")
             )
-            await run.agent.upload(name, dataset, progress=self._progress(run, "dataset"))
         job = self.store.require_job(run.job_id)
         assert run.job_token is not None
         # environ={}: the user's own shell HF_TOKEN reaches the pod only through _hf_token's rule
@@ -391,28 +380,11 @@ class RunPodLauncher:
         run.job_token = None
         self._enter(run, "training")
 
-    def _local_dataset(self, cfg: RunConfig) -> Path | None:
-        """The dataset file to upload; None for a URL or a Hub id (the pod reads those)."""
-        source = cfg.dataset.path
-        if "://" in source:
-            return None
-        for base in (self.base_dir, Path.cwd(), paths_package_root()):
-            candidate = Path(source) if Path(source).is_absolute() else base / source
-            if candidate.is_file():
-                return candidate
-        return None
-
     async def _hf_token(self, cfg: RunConfig) -> str | None:
         """The Hub token goes to the pod only when the run talks to the Hub."""
         if self.hf_token_source is None:
             return None
-        model, data = cfg.model.name_or_path, cfg.dataset.path
-        uses_hub = (
-            cfg.output.push_to_hub
-            or not (model.startswith("builtin:") or Path(model).exists())
-            or ("://" not in data and self._local_dataset(cfg) is None)
-        )
-        if not uses_hub:
+        if not talks_to_hub(cfg, self.base_dir):
             return None
         token = self.hf_token_source()
         return await token if inspect.isawaitable(token) else token
@@ -540,7 +512,7 @@ class RunPodLauncher:
         artifacts = await run.agent.artifacts(checkpoints=not completed)
         for item in artifacts:
             dest = output / item.path
-            if not _inside(output, dest):
+            if not inside(output, dest):
                 log.error("job %s: refusing artifact path %r", run.job_id, item.path)
                 continue
             try:
@@ -765,7 +737,7 @@ class RunPodLauncher:
         usable = cfg is not None and token and not job.is_final and not gone
         if usable and ledger.phase in ("training", "collecting"):
             run.agent = self._agent(run)
-            self._follow(run, self._resume(run))
+            self._follow(run, self._drive(run))
             return True
         # not followable (closed before training started, or the job is over): end the pod
         why = "Tunedeck closed before the trainer started on the pod"
@@ -787,22 +759,6 @@ class RunPodLauncher:
                 self.ingestor.job_changed(job)
         run.done.set()
         return False
-
-    async def _resume(self, run: _Run) -> None:
-        try:
-            if run.ledger.phase == "training":
-                await self._train(run)
-            await self._collect(run)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            await self._fail(run, err)
-        else:
-            await self._terminate(run)
-            self._close_job(run)
-        finally:
-            if not (run.task is not None and run.task.cancelled()):
-                run.done.set()
 
     async def reattach_all(self) -> list[str]:
         running = []
@@ -837,22 +793,3 @@ def _hint(err: RunPodError) -> str:
         names = ", ".join(gpu.label() for gpu in err.alternatives)
         return f"{err.hint} In stock now: {names} (set runpod.gpu_type).".strip()
     return err.hint
-
-
-def _inside(folder: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
-def paths_package_root() -> Path:
-    """Where relative dataset paths resolve last (the trainer does the same)."""
-    return Path(__file__).resolve().parents[3]
