@@ -5,8 +5,8 @@ dropped) is equal, or when a MinHash estimate of the Jaccard similarity of their
 at least ``THRESHOLD``. The MinHash is "one permutation hashing" (Li, Owen & Zhang, NIPS 2012):
 each triple is hashed once and falls into one of ``BINS`` bins by its low bits; a row's signature
 is the minimum per bin. Banding the signature (two bins a band) finds candidate pairs without
-comparing every pair; a bucket holds at most ``BUCKET_CAP`` rows, and a row contributes at most
-``MAX_SHINGLES`` triples, so the cost stays linear in the number of rows.
+comparing every pair; a bucket keeps at most ``BUCKET_CAP`` rows to compare new rows with, and a
+row contributes at most ``MAX_SHINGLES`` triples, so the cost stays linear in the number of rows.
 """
 
 from __future__ import annotations
@@ -93,13 +93,12 @@ def near_duplicate_groups(texts: list[str]) -> list[list[int]]:
             if _EMPTY in pair:
                 continue
             bucket = buckets[(band, *pair)]
-            if len(bucket) >= BUCKET_CAP:
-                continue
-            for j in bucket:
+            for j in bucket:  # at most BUCKET_CAP comparisons a band
                 if (
                     groups.find(i) != groups.find(j)
                     and _similarity(sig, signatures[j]) >= THRESHOLD
                 ):
                     groups.union(i, j)
-            bucket.append(i)
+            if len(bucket) < BUCKET_CAP:
+                bucket.append(i)
     return groups.groups()
