@@ -8,7 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=build/package-venv
-PY=$VENV/bin/python
+case "$(uname -s)" in
+MINGW* | MSYS* | CYGWIN*) PY=$VENV/Scripts/python.exe ;; # the Windows runner's Git Bash
+*) PY=$VENV/bin/python ;;
+esac
 LIMIT_MB=${LIMIT_MB:-300}
 
 started=$SECONDS

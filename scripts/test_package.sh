@@ -64,7 +64,16 @@ if [[ ${SKIP_TRAINING:-0} != 1 ]]; then
         fail "setup-training from the installed app"
     echo "setup-training took $((SECONDS - t0)) s"
     t0=$SECONDS
-    (cd "$scratch" && tunedeck run "$PWD/resources/presets/demo-sft.json") ||
+    # the demo preset, shortened to 20 steps, its dataset found from anywhere
+    python3 - "$PWD" "$scratch/demo.json" <<'PY'
+import json, sys
+root, out = sys.argv[1], sys.argv[2]
+cfg = json.load(open(f"{root}/resources/presets/demo-sft.json"))
+cfg["dataset"]["path"] = f"{root}/{cfg['dataset']['path']}"
+cfg["training"]["max_steps"] = 20
+json.dump(cfg, open(out, "w"))
+PY
+    (cd "$scratch" && tunedeck run "$scratch/demo.json") ||
         fail "the demo run through the installed app's launcher"
     echo "the demo run took $((SECONDS - t0)) s"
     (cd "$scratch" && tunedeck jobs --limit 1) | tee "$scratch/jobs.txt"

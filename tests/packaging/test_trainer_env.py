@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from scripted_plans import ScriptedPlan, scripted
 
 from app.core import trainer_env
 from app.core.launcher import LaunchError
@@ -19,8 +19,6 @@ from app.core.settings import Settings, load_settings, save_settings
 from app.core.trainer_env import (
     CPU_INDEX,
     CUDA_INDEX,
-    SetupPlan,
-    Step,
     TorchChoice,
     TrainerEnvSetup,
     TrainerSource,
@@ -135,37 +133,6 @@ def test_the_plan_installs_torch_first_then_the_trainer_without_its_desktop_deps
 
 
 # ---- the runner, for real ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScriptedPlan(SetupPlan):
-    """A plan whose commands are given: the runner is real, the steps are quick."""
-
-    scripted: tuple[Step, ...] = ()
-
-    def steps(self) -> list[Step]:
-        return list(self.scripted)
-
-
-def scripted(tmp_path: Path, *commands: str, python: str = sys.executable) -> ScriptedPlan:
-    env = tmp_path / "env"
-    (env / "bin").mkdir(parents=True, exist_ok=True)
-    link = env / "bin" / "python"
-    if not link.exists():
-        # this interpreter has the trainer packages, so the check passes (a wrapper, not a
-        # symlink: a venv's Python finds its packages from where it was started)
-        link.write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
-        link.chmod(0o755)
-    return ScriptedPlan(
-        env_dir=env,
-        torch=TorchChoice("cpu", None, "test"),
-        source=TrainerSource(REPO, ()),
-        tool="venv",
-        base_python=sys.executable,
-        scripted=tuple(
-            Step(f"step {i}", (sys.executable, "-c", code)) for i, code in enumerate(commands, 1)
-        ),
-    )
 
 
 def test_a_setup_reports_its_steps_and_lines_and_checks_the_result(tmp_path: Path) -> None:
