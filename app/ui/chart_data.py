@@ -125,36 +125,47 @@ def _ema_raw(values: np.ndarray, weight: float, start: float) -> tuple[np.ndarra
 
 
 LOD_FACTOR = 4
-LOD_LEVELS = 12  # blocks of up to 4^12 (16.7M) points
+STEP_DTYPE = np.dtype(np.int32)  # whole steps up to 2^31; a fractional or larger one widens it
+WIDE_STEP_DTYPE = np.dtype(np.float64)
+_INT32_MAX = float(np.iinfo(np.int32).max)
 
 
 class Pyramid:
-    """Min and max of blocks of 4, 16, 64, ... values, extended as values are appended.
+    """Min and max of blocks of 4, 16, 64, ... values, each level built when a view first needs
+    it and extended as values are appended.
 
     A chart asks for about two points per pixel; with this, that costs the same for a million
     points as for a thousand (a slice of the right level plus one partial block), instead of a
-    pass over every point on every frame.
+    pass over every point on every frame. Only the levels some view has used are kept: drawing a
+    whole million-point series needs one level of a few hundred blocks, not every finer one (the
+    finer levels of a full pyramid would cost 5 bytes a point).
     """
 
     def __init__(self) -> None:
-        self.levels: list[tuple[np.ndarray, np.ndarray]] = []  # complete blocks only
+        self.levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block size: complete blocks
 
-    def update(self, values: np.ndarray) -> None:
-        src_min = src_max = values
-        for level in range(LOD_LEVELS):
-            complete = len(src_min) // LOD_FACTOR
-            if complete == 0:
-                break
-            if level == len(self.levels):
-                self.levels.append((np.empty(0), np.empty(0)))
-            mins, maxs = self.levels[level]
-            have = len(mins)
-            if complete > have:
-                lo, hi = have * LOD_FACTOR, complete * LOD_FACTOR
-                mins = np.concatenate([mins, src_min[lo:hi].reshape(-1, LOD_FACTOR).min(axis=1)])
-                maxs = np.concatenate([maxs, src_max[lo:hi].reshape(-1, LOD_FACTOR).max(axis=1)])
-                self.levels[level] = (mins, maxs)
-            src_min, src_max = mins, maxs
+    def nbytes(self) -> int:
+        return sum(lo.nbytes + hi.nbytes for lo, hi in self.levels.values())
+
+    def level(self, values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(mins, maxs) of the complete blocks of ``size`` values, up to date with ``values``."""
+        complete = len(values) // size
+        mins, maxs = self.levels.get(size, (np.empty(0), np.empty(0)))
+        have = len(mins)
+        if complete > have:
+            # from the finest level kept below this one (a few blocks each), else the values
+            finer = max((s for s in self.levels if s < size and size % s == 0), default=1)
+            if finer > 1:
+                src_min, src_max = self.level(values, finer)
+                per = size // finer
+            else:
+                src_min = src_max = values
+                per = size
+            lo, hi = have * per, complete * per
+            mins = np.concatenate([mins, src_min[lo:hi].reshape(-1, per).min(axis=1)])
+            maxs = np.concatenate([maxs, src_max[lo:hi].reshape(-1, per).max(axis=1)])
+            self.levels[size] = (mins, maxs)
+        return mins, maxs
 
     def decimate(
         self, x: np.ndarray, values: np.ndarray, i0: int, i1: int, budget: int
@@ -162,14 +173,10 @@ class Pyramid:
         """Points i0..i1 as at most about ``2 * budget`` points that keep every peak."""
         if i1 - i0 <= 2 * budget:
             return x[i0:i1], values[i0:i1]
-        self.update(values)
-        size = 1
-        mins = maxs = values
-        for level_mins, level_maxs in self.levels:
+        size = LOD_FACTOR
+        while i1 // size - i0 // size > budget:
             size *= LOD_FACTOR
-            mins, maxs = level_mins, level_maxs
-            if i1 // size - i0 // size <= budget:
-                break
+        mins, maxs = self.level(values, size)
         b0, b1 = i0 // size, min(-(-i1 // size), len(mins))
         starts = np.arange(b0, b1) * size
         low, high = mins[b0:b1], maxs[b0:b1]
@@ -184,11 +191,16 @@ class Pyramid:
 
 
 class Series:
-    """One metric of one job, sorted by step."""
+    """One metric of one job, sorted by step.
+
+    Stored once, in growable arrays: steps as int32 (float64 only once a fractional or huge step
+    arrives), values and wall times as float64, so that CSV export gives back exactly what the
+    trainer sent. 20 bytes a point (``bytes_per_point``), plus the pyramid levels a view has used.
+    """
 
     def __init__(self) -> None:
         self._n = 0
-        self._steps = np.empty(64, dtype=np.float64)
+        self._steps = np.empty(64, dtype=STEP_DTYPE)
         self._times = np.empty(64, dtype=np.float64)
         self._values = np.empty(64, dtype=np.float64)
         self.version = 0  # bumped on every change, so views know what to redraw
@@ -210,17 +222,46 @@ class Series:
     def values(self) -> np.ndarray:
         return self._values[: self._n]
 
+    def bytes_per_point(self) -> int:
+        """What one stored point costs in the arrays (capacity not yet used aside)."""
+        return self._steps.itemsize + self._times.itemsize + self._values.itemsize
+
+    def nbytes(self) -> int:
+        """Memory held for this series: used array slots, pyramids and the smoothing cache."""
+        smooth = self._smooth_cache[1] * 8 if self._smooth_cache else 0
+        pyramids = sum(p.nbytes() for p in self._pyramids.values())
+        return self._n * self.bytes_per_point() + pyramids + smooth
+
+    def _fit_steps(self, steps: np.ndarray) -> None:
+        """Widen the steps to float64 when some of ``steps`` are not whole int32 numbers."""
+        if self._steps.dtype == WIDE_STEP_DTYPE or steps.size == 0:
+            return
+        whole = bool(np.all(steps == np.floor(steps)))
+        if not whole or float(steps.min()) < -_INT32_MAX or float(steps.max()) > _INT32_MAX:
+            self._steps = self._steps.astype(WIDE_STEP_DTYPE)
+
+    def _fit_step(self, step: float) -> None:
+        # the one-point case of _fit_steps without numpy: add() runs for every incoming metric
+        if self._steps.dtype != WIDE_STEP_DTYPE and not (
+            step.is_integer() and -_INT32_MAX <= step <= _INT32_MAX
+        ):
+            self._steps = self._steps.astype(WIDE_STEP_DTYPE)
+
     def _grow(self, need: int) -> None:
         if need <= self._steps.size:
             return
-        size = max(need, self._steps.size * 2)
+        # an eighth of headroom: appends still copy rarely (once per 12% growth), and a grown
+        # array that reuses freed, already touched heap pages (as numpy's large arrays do once
+        # glibc raises its mmap threshold) costs at most 12% more than its points
+        size = max(need, self._steps.size + self._steps.size // 8 + 64)
         for name in ("_steps", "_times", "_values"):
             old = getattr(self, name)
-            new = np.empty(size, dtype=np.float64)
+            new = np.empty(size, dtype=old.dtype)
             new[: self._n] = old[: self._n]
             setattr(self, name, new)
 
     def add(self, step: float, value: float, time: float) -> None:
+        self._fit_step(float(step))
         n = self._n
         if n == 0 or step > self._steps[n - 1]:
             self._grow(n + 1)
@@ -244,7 +285,8 @@ class Series:
         self.version += 1
 
     def extend(self, steps: np.ndarray, values: np.ndarray, times: np.ndarray) -> None:
-        """Bulk append of points whose steps all follow the last one (a history load)."""
+        """Bulk append of points whose steps all follow the last one (a history load). Values
+        must be finite (``add_points`` drops the others): the charts draw them unchecked."""
         steps = np.asarray(steps, dtype=np.float64)
         k = steps.size
         if k == 0:
@@ -253,6 +295,7 @@ class Series:
             for s, v, t in zip(steps, values, times, strict=True):
                 self.add(float(s), float(v), float(t))
             return
+        self._fit_steps(steps)
         self._grow(self._n + k)
         self._steps[self._n : self._n + k] = steps
         self._values[self._n : self._n + k] = values
@@ -271,9 +314,13 @@ class Series:
         if done < self._n:
             raw, state = _ema_raw(self._values[done : self._n], weight, state)
             counts = np.arange(done + 1, self._n + 1, dtype=np.float64)
-            smooth = np.concatenate([smooth, raw / (1.0 - weight**counts)])
+            if smooth.size < self._n:  # grown like the series: no copy of it all per frame
+                grown = np.empty(max(self._n, 2 * smooth.size), dtype=np.float64)
+                grown[:done] = smooth[:done]
+                smooth = grown
+            smooth[done : self._n] = raw / (1.0 - weight**counts)
         self._smooth_cache = (weight, self._n, state, smooth)
-        return smooth
+        return smooth[: self._n]
 
     def decimated(
         self,
