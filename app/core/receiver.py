@@ -4,18 +4,13 @@ An aiohttp app (``create_app``) and ``ReceiverServer`` that runs it on whatever 
 current: the GUI's qasync loop, or plain asyncio for ``tunedeck run``. Every body goes through the
 one ``Ingestor``. Bound to 127.0.0.1 unless configured otherwise (a warning is logged then).
 
-Statuses: 200 with a small JSON; 400 for a body that cannot be read (a Content-Encoding it does
-not match); 401 for missing or wrong credentials (never which part, and the same for an unknown
-job); 404 for an unknown job, only to a holder of the install key; 408 for a body that does not
-arrive within ``read_timeout_s``; 410 ``job_closed`` for metrics of a job that ended more than
-``RECENT_JOB_S`` ago; 413 for a body over the limit (after decompression); 422 naming the field
-that does not fit (NaN/Infinity included). The order of the checks, credentials first, is in
-``app.core.receiver_auth``. Nothing a client sends produces a 500: a 500 is a bug, logged with
-its traceback. Every JSON answer is strict JSON (no NaN literal).
-
-A slow client is bounded: a connection that has not sent a whole request head within
-``read_timeout_s`` of opening (or of its last answer) is closed, and so is one whose body takes
-longer than that; other connections are served meanwhile (each is a task on the loop).
+Statuses: 200 (a small JSON), 400 (a body that does not decode), 401 (the same for missing or
+wrong credentials and an unknown job), 404 (an unknown job, to the install key only), 408 (a
+body slower than ``read_timeout_s``), 410 ``job_closed`` (metrics of a job ended more than
+``RECENT_JOB_S`` ago), 413 (over the limit, once inflated too), 422 (naming the field; NaN and
+Infinity included). The order of the checks, credentials first, is in ``app.core.receiver_auth``.
+Nothing a client sends produces a 500 (that is a bug, logged); replies are strict JSON. A
+request head slower than ``read_timeout_s`` closes its connection; others are served meanwhile.
 The Content-Type is not checked: a body is read as JSON whatever it says.
 """
 
@@ -29,7 +24,12 @@ from aiohttp import web
 
 from app.core.ingest import Ingestor, InvalidPayload, parse_model
 from app.core.jobs import Job, JobNotFound, is_final
-from app.core.receiver_auth import bearer, holds_install_key, token_of_some_job, token_opens
+from app.core.receiver_auth import (
+    bearer,
+    holds_install_key,
+    may_hear_about_bodies,
+    token_opens,
+)
 from app.core.receiver_http import (
     error_reply,
     errors_as_json,
@@ -71,10 +71,16 @@ def _closed(job: Job) -> web.Response:
     )
 
 
-async def _read_body(request: web.Request) -> bytes:
-    return await read_body(
-        request, max_bytes=MAX_BODY_BYTES, timeout_s=request.app[READ_TIMEOUT_KEY]
-    )
+async def _read_body(request: web.Request, token: str | None, keyed: bool) -> bytes | None:
+    """The body; None when it has a problem the caller may not hear of (then: 401)."""
+    try:
+        return await read_body(
+            request, max_bytes=MAX_BODY_BYTES, timeout_s=request.app[READ_TIMEOUT_KEY]
+        )
+    except web.HTTPException as err:
+        if err.status == 408 or may_hear_about_bodies(request.app[STORE_KEY], token, keyed):
+            raise
+        return None
 
 
 def _accepts_metrics(job: Job, now: float) -> bool:
@@ -88,12 +94,16 @@ async def post_metrics(request: web.Request) -> web.Response:
     token = bearer(request)
     if token is None:
         return unauthorized()
-    body = await _read_body(request)
+    body = await _read_body(request, token, keyed=False)
+    if body is None:
+        return unauthorized()
     try:
         batch: MetricsBatch = parse_model(MetricsBatch, body)
     except InvalidPayload as err:
         # the job is named in the body: a token of no job learns nothing about the body
-        return invalid(err.problems) if token_of_some_job(store, token) else unauthorized()
+        return (
+            invalid(err.problems) if may_hear_about_bodies(store, token, False) else unauthorized()
+        )
     job = token_opens(store, token, batch.job_id)
     if job is None:
         return unauthorized()
@@ -117,13 +127,15 @@ async def post_alert(request: web.Request) -> web.Response:
     token = None if keyed else bearer(request)
     if not keyed and token is None:
         return unauthorized()
-    body = await _read_body(request)
+    body = await _read_body(request, token, keyed)
+    if body is None:
+        return unauthorized()
     try:
         alert: Alert = parse_model(Alert, body)
     except InvalidPayload as err:
-        if keyed or (token is not None and token_of_some_job(store, token)):
-            return invalid(err.problems)
-        return unauthorized()
+        return (
+            invalid(err.problems) if may_hear_about_bodies(store, token, keyed) else unauthorized()
+        )
     if token is not None and token_opens(store, token, alert.job_id) is None:
         return unauthorized()
     try:

@@ -9,11 +9,12 @@ wrong token take the same path and get the same answer.
 Order of a POST (metrics, or an alert):
 
 1. No credential at all (no bearer token, and for alerts no matching key): 401.
-2. The body is read: 413 past the size limit, 408 when it does not arrive in time, 400 when it
-   cannot be decoded. None says anything about jobs (the body must be read to learn which job
-   it is for).
-3. The body does not fit the wire model: 422 naming the field, but only to a caller holding the
-   install key or a token of some job; anyone else gets the same 401 as in step 1.
+2. The body is read (it must be, to learn which job it is for): 408 when it does not arrive in
+   time, whoever asks.
+3. A body over the size limit (413, sent or once inflated), one that does not decode (400) or
+   does not fit the wire model (422 naming the field) is told so only to a caller that
+   ``may_hear_about_bodies``: one holding the install key or a token of some job. Anyone else
+   gets the same 401 as in step 1, whatever the body.
 4. The token does not open the job the body names (wrong token, another job's token, no such
    job): 401, the very same response whatever the reason.
 5. Metrics for a job that ended too long ago: 410 ``job_closed``. An unknown job with the
@@ -58,6 +59,11 @@ def token_opens(store: Store, token: str, job_id: str) -> Job | None:
     if token_matches(token, expected) and job is not None:
         return job
     return None
+
+
+def may_hear_about_bodies(store: Store, token: str | None, keyed: bool) -> bool:
+    """Whether a caller is told what is wrong with its body (step 3 above)."""
+    return keyed or (token is not None and token_of_some_job(store, token))
 
 
 def token_of_some_job(store: Store, token: str) -> bool:
