@@ -8,6 +8,8 @@
                                               # memory, time and cost before a run
     python -m trainer doctor --config C.json [--json] [--sample N]
                                               # what the model will learn from the dataset
+    python -m trainer export --config C.json (--merged OUT | --gguf f16|q8_0 OUT | --hub REPO)
+                                              # a finished job's model (JSON-lines progress)
 
 Expected failures (a config or dataset a user can fix) print one line per problem on stderr and
 exit 2; anything else is a bug and prints its traceback (exit 1).
@@ -26,7 +28,7 @@ from typing import Any
 from trainer.config import ConfigError, json_schema, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USER_ERROR = 0, 1, 2
-SUBCOMMANDS = ("schema", "validate", "make-tiny-model", "plan", "doctor")
+SUBCOMMANDS = ("schema", "validate", "make-tiny-model", "plan", "doctor", "export")
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -64,6 +66,10 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
         from trainer.doctor.cli import add_doctor_arguments
 
         add_doctor_arguments(p)
+    elif command == "export":
+        from trainer.export.cli import add_export_arguments
+
+        add_export_arguments(p)
     return p
 
 
@@ -145,6 +151,10 @@ def dispatch(argv: list[str]) -> int:
             from trainer.doctor.cli import cmd_doctor
 
             return cmd_doctor(ns)
+        if command == "export":
+            from trainer.export.cli import cmd_export
+
+            return cmd_export(ns)
         return cmd_make_tiny_model(ns.folder)
     ns = _train_parser().parse_args(argv)
     return cmd_train(ns.config, ns.execution_id, ns.num_processes)

@@ -1,5 +1,9 @@
 """What a finished run leaves behind: the adapter or model with its tokenizer, an optional
-merged model, and an optional push to the Hugging Face Hub (private by default)."""
+merged model, and an optional push to the Hugging Face Hub (private by default).
+
+The merge and the push are the export package's (``trainer.export``): one implementation serves
+the end of a run and ``python -m trainer export``.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
+from trainer.export.hub import HubPushError
+
+__all__ = ["MERGED_DIR", "PUSH_IGNORE", "Artifacts", "HubPushError", "save_final"]
 
 MERGED_DIR = "merged"
 # what stays out of a Hub push: training state, logs and the rlhf reward model
 PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**", "events.jsonl", "reward_model/**"]
-
-
-class HubPushError(RuntimeError):
-    """The Hub refused or could not be reached; the trained model is safe on disk."""
 
 
 @dataclass
@@ -38,26 +41,14 @@ def save_final(trainer: Any, tokenizer: Any, cfg: RunConfig, output_dir: Path) -
 def merge_adapter(
     cfg: RunConfig, model_path: str, artifacts: Artifacts, weights_dtype: str
 ) -> Path:
-    """Write base + adapter merged into ``merged/``.
+    """Write base + adapter merged into ``merged/`` (see trainer.export.merge: the base is
+    loaded again unquantised, so a QLoRA adapter merges into full-precision weights)."""
+    from trainer.export.merge import TrainedModel, save_merged
 
-    The base is loaded again unquantised rather than merging into the training model: under
-    QLoRA that model holds 4-bit weights, and merging into them would lose the adapter's detail.
-    """
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    base = AutoModelForCausalLM.from_pretrained(
-        model_path,
-        dtype=dtype[weights_dtype],
-        revision=cfg.model.revision,
-        trust_remote_code=cfg.model.trust_remote_code,
+    model = TrainedModel(
+        artifacts.output_dir, model_path, cfg.model.revision, cfg.model.trust_remote_code
     )
-    merged = PeftModel.from_pretrained(base, str(artifacts.output_dir)).merge_and_unload()
-    folder = artifacts.output_dir / MERGED_DIR
-    merged.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(artifacts.output_dir)).save_pretrained(folder)
+    folder = save_merged(model, artifacts.output_dir / MERGED_DIR, dtype=weights_dtype)
     artifacts.merged_dir = folder
     return folder
 
@@ -70,25 +61,35 @@ def hub_target(cfg: RunConfig) -> tuple[str, str | None]:
     return repo, os.environ.get("HF_TOKEN") or None
 
 
-def push_to_hub(cfg: RunConfig, artifacts: Artifacts) -> str:
-    """Upload the merged model if there is one, else the adapter/model; return the repo id."""
-    from huggingface_hub import HfApi
+def push_to_hub(cfg: RunConfig, artifacts: Artifacts, model_path: str | None = None) -> str:
+    """Upload the merged model if there is one, else the adapter/model, with a model card;
+    return the repo id."""
+    from trainer.export.hub import push_folder
+    from trainer.export.model_card import write_card
 
-    repo, token = hub_target(cfg)
+    repo, _ = hub_target(cfg)
     folder = artifacts.merged_dir or artifacts.output_dir
-    api = HfApi(token=token)
+    kind = "merged" if artifacts.merged_dir else ("adapter" if artifacts.is_adapter else "model")
+    write_card(
+        folder,
+        cfg,
+        repo_id=repo,
+        kind=kind,
+        run_dir=artifacts.output_dir,
+        base_path=model_path,
+        base_dir=Path.cwd(),
+    )
     try:
-        api.create_repo(repo_id=repo, private=cfg.output.hub_private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo,
-            folder_path=str(folder),
-            ignore_patterns=None if artifacts.merged_dir else [*PUSH_IGNORE, f"{MERGED_DIR}/**"],
+        push_folder(
+            folder,
+            repo,
+            private=cfg.output.hub_private,
             commit_message=f"Tunedeck run {cfg.name} ({cfg.method}, {cfg.adapter.kind})",
+            ignore_patterns=None if artifacts.merged_dir else [*PUSH_IGNORE, f"{MERGED_DIR}/**"],
         )
-    except Exception as err:  # network, auth, quota: all leave the local result intact
+    except HubPushError as err:
         raise HubPushError(
-            f"output.push_to_hub: pushing to {repo!r} failed ({type(err).__name__}: {err}); "
-            f"the trained model is saved in {folder}"
+            f"output.push_to_hub: {err}; the trained model is saved in {folder}"
         ) from err
     artifacts.hub_repo = repo
     return repo

@@ -288,7 +288,7 @@ def _finish(
     if artifacts.is_adapter and cfg.adapter.merge_after_training:
         result.merged_dir = str(merge_adapter(cfg, model_path, artifacts, weights_dtype))
     if cfg.output.push_to_hub:
-        result.hub_repo = push_to_hub(cfg, artifacts)
+        result.hub_repo = push_to_hub(cfg, artifacts, model_path)
 
 
 def _write_summary(cfg: RunConfig, execution_id: str, result: RunResult, seconds: float) -> None:
