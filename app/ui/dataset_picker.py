@@ -4,7 +4,8 @@ After each edit (debounced) and each change of method, ``trainer.data.inspect.in
 reads every row off the GUI thread and the picker shows the detected format, the row count, any
 problem with its line numbers, and the first rows. A Hub dataset is not read here (that needs the
 ``datasets`` library, which the GUI process never loads); the trainer checks it before the model
-loads.
+loads. "Doctor" beside the preview runs the dataset doctor on the form's whole config in the
+trainer's environment (app.ui.doctor_view).
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
     QLabel,
+    QPushButton,
     QTableView,
     QWidget,
 )
 
+from app.core.settings import load_settings
 from app.ui.bridge import Bridge
+from app.ui.doctor_view import DoctorView
 from app.ui.field_editors import FieldEditor, PathEditor
 from app.ui.schema_fields import FieldSpec
 from trainer.data.inspect import DatasetReport, inspect_dataset
@@ -126,7 +130,15 @@ class DatasetPicker(PathEditor):
         self.preview.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.preview.setMaximumHeight(150)
         self.preview.hide()
-        for widget in (self.summary, self.problems, self.preview):
+        self.doctor_button = QPushButton("Doctor: what will the model learn?", self)
+        self.doctor_button.setObjectName("doctorButton")
+        self.doctor_button.setToolTip(
+            "Render rows through the model's chat template as the trainer will: trained and "
+            "masked tokens, truncation, lengths, duplicates and other problems"
+        )
+        self.doctor_button.clicked.connect(self.run_doctor)
+        self.doctor: DoctorView | None = None  # made on first use
+        for widget in (self.summary, self.problems, self.preview, self.doctor_button):
             column.addWidget(widget)
 
         self._debounce = QTimer(self)
@@ -171,6 +183,32 @@ class DatasetPicker(PathEditor):
             self._bridge.post(self._done, generation, report)
 
         threading.Thread(target=work, name="dataset-inspect", daemon=True).start()
+
+    def form_config(self) -> dict[str, Any]:
+        """The run config of the form this picker is in (validated when it validates)."""
+        from trainer.config import ConfigError
+
+        holder = self.parentWidget()
+        while holder is not None and not hasattr(holder, "config_dict"):
+            holder = holder.parentWidget()
+        if holder is None:
+            return {"method": self.method, "dataset": {"path": self.line.text().strip()}}
+        try:
+            return dict(holder.config().model_dump(mode="json"))  # type: ignore[attr-defined]
+        except ConfigError:
+            return dict(holder.config_dict())  # type: ignore[attr-defined]
+
+    def run_doctor(self) -> None:
+        if self.doctor is None:
+            python = load_settings().settings.trainer_python or None
+            self.doctor = DoctorView(self, python=python, cwd=self.base_dir)
+            self.doctor.setMinimumHeight(320)
+            self.column_.addWidget(self.doctor)
+            closing = getattr(self.window(), "finished", None)  # the run dialog closes
+            if closing is not None:
+                closing.connect(self.doctor.shutdown)
+        self.doctor.show()
+        self.doctor.start(self.form_config())
 
     def _done(self, generation: int, report: DatasetReport) -> None:
         self._running -= 1
