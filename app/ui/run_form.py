@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from app.core.runpod.models import GpuType
 from app.ui.field_editors import EditorFactory
 from app.ui.gpu_picker import GpuPicker
+from app.ui.plan_view import PlanView
 from app.ui.presets import Preset, PresetLibrary, read_config_file
 from app.ui.schema_form import SchemaForm
 from trainer.config import ConfigError, RunConfig
@@ -78,6 +79,11 @@ class RunDialog(QDialog):
         self.form.config_changed.connect(self._refresh_gpu_picker)
         self.target_combo.currentIndexChanged.connect(self._target_changed)
         self._target_changed()
+        # the estimate follows every edit and the choice of where the run goes
+        self.form.config_changed.connect(self._refresh_plan)
+        self.target_combo.currentIndexChanged.connect(self._refresh_plan)
+        self.finished.connect(self.plan_view.shutdown)
+        self._refresh_plan()
         self.resize(760, 820)
 
     # -- building -------------------------------------------------------------------------------
@@ -136,6 +142,8 @@ class RunDialog(QDialog):
         layout.addLayout(where)
         self.gpu_picker = GpuPicker(self)
         layout.addWidget(self.gpu_picker)
+        self.plan_view = PlanView(self)
+        layout.addWidget(self.plan_view)
 
         self.buttons = QDialogButtonBox(self)
         self.launch_button = self.buttons.addButton(
@@ -183,6 +191,7 @@ class RunDialog(QDialog):
                 "once a RunPod key is stored."
             )
         self.gpu_picker.set_gpus(gpus, source or "Prices and stock from RunPod now.")
+        self.plan_view.set_gpus(gpus)
         self._refresh_gpu_picker()
 
     def _target_changed(self, *_: object) -> None:
@@ -207,6 +216,14 @@ class RunDialog(QDialog):
             rp.budget_usd,
             rp.grace_minutes,
         )
+
+    def _refresh_plan(self, *_: object) -> None:
+        try:
+            cfg = self.form.config()
+        except ConfigError:
+            self.plan_view.invalid()
+            return
+        self.plan_view.request(cfg, cfg.runpod.gpu_type if self.target == RUNPOD else None)
 
     def set_target(self, target: str) -> None:
         index = self.target_combo.findData(target)
@@ -267,6 +284,8 @@ class RunDialog(QDialog):
         except ConfigError as err:
             self._problem("The run cannot start yet", err)
             return
+        if not self.plan_view.confirm_launch(self):
+            return  # the estimate exceeds the GPU and the user chose not to launch
         self.launch_requested.emit(config, self.target)
         self.accept()
 
