@@ -108,7 +108,7 @@ class TrainerProcess:
     # ------------------------------------------------------------------------------ life
 
     def start(self) -> TrainerProcess:
-        creationflags = subprocess.CREATE_NEW_PROCESS_GROUP if sys.platform == "win32" else 0
+        creationflags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)  # Windows only
         try:
             self.proc = subprocess.Popen(
                 self.command,
@@ -126,15 +126,15 @@ class TrainerProcess:
                 "Check the training Python in Settings.",
             ) from err
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        out = threading.Thread(
+        out_reader = threading.Thread(
             target=self._read_stdout, args=(self.proc.stdout,), daemon=True, name="trainer-out"
         )
-        err = threading.Thread(
+        err_reader = threading.Thread(
             target=self._read_stderr, args=(self.proc.stderr,), daemon=True, name="trainer-err"
         )
-        self._threads = [err, out]
-        err.start()
-        out.start()
+        self._threads = [err_reader, out_reader]
+        err_reader.start()
+        out_reader.start()
         return self
 
     @property

@@ -196,7 +196,7 @@ class DatasetPicker(PathEditor):
         try:
             return dict(holder.config().model_dump(mode="json"))  # type: ignore[attr-defined]
         except ConfigError:
-            return dict(holder.config_dict())  # type: ignore[attr-defined]
+            return dict(holder.config_dict())
 
     def run_doctor(self) -> None:
         if self.doctor is None:

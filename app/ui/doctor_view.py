@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pyqtgraph as pg
+import pyqtgraph as pg  # type: ignore[import-untyped]  # no stubs upstream
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,

@@ -148,7 +148,7 @@ def trl_encode(examples: Sequence[dict[str, Any]], ctx: EncodeContext) -> list[l
 
         # SFTTrainer.__init__ sets chat_template to None unless assistant_only_loss (never set
         # here) and completion_only_loss to args.completion_only_loss when that is not None
-        stand_in = SimpleNamespace(
+        stand_in: Any = SimpleNamespace(
             _tokenizer=tok, chat_template=None, completion_only_loss=ctx.completion_only_loss
         )
         done = SFTTrainer._prepare_dataset(stand_in, dataset, tok, args, False, None, "doctor")
@@ -161,9 +161,8 @@ def trl_encode(examples: Sequence[dict[str, Any]], ctx: EncodeContext) -> list[l
 
         from trainer.methods.dpo import _truncate_prompts
 
-        done = DPOTrainer._prepare_dataset(
-            SimpleNamespace(_tokenizer=tok), dataset, tok, args, "doctor"
-        )
+        pair_stand_in: Any = SimpleNamespace(_tokenizer=tok)
+        done = DPOTrainer._prepare_dataset(pair_stand_in, dataset, tok, args, "doctor")
         raw_prompt_lens = [len(p) for p in done["prompt_ids"]]
         if ctx.max_prompt_length is not None:
             holder = SimpleNamespace(train_dataset=done, eval_dataset=None)
@@ -181,9 +180,8 @@ def trl_encode(examples: Sequence[dict[str, Any]], ctx: EncodeContext) -> list[l
         ]
     from trl.trainer.kto_trainer import KTOTrainer
 
-    done = KTOTrainer._prepare_dataset(
-        SimpleNamespace(_tokenizer=tok), dataset, tok, args, "doctor"
-    )
+    kto_stand_in: Any = SimpleNamespace(_tokenizer=tok)
+    done = KTOTrainer._prepare_dataset(kto_stand_in, dataset, tok, args, "doctor")
     return [
         [_joined("", p, c, len(p))]
         for p, c in zip(done["prompt_ids"], done["completion_ids"], strict=True)
