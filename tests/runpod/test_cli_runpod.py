@@ -141,3 +141,15 @@ def test_pods_lists_an_orphan_and_terminates_it(
     assert main(["pods", "--all-orphans"]) == 0
     assert f"pod {pod_id} terminated" in capsys.readouterr().out
     assert fake_runpod.live_pods() == []
+
+
+@pytest.mark.slow
+def test_batch_on_this_computer_needs_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    good = _write(tmp_path / "one.json", json.loads(cloud_config(max_steps=2).to_json()))
+    assert main(["batch", str(good)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(str(good)))
+    assert "local" in row and "2/2" in row and "completed" in row and "0.00" in row

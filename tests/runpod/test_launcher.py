@@ -150,3 +150,51 @@ def test_orphans_are_live_pods_no_running_job_accounts_for(tmp_path: Any) -> Non
     assert found["p-lost"].made_by_tunedeck and not found["p-mine"].made_by_tunedeck
     assert found["p-mine"].reason == "not made by this Tunedeck"
     store.close()
+
+
+# ------------------------------------------------------------------------ what goes to the pod
+
+
+def test_the_hub_token_travels_only_with_a_run_that_talks_to_the_hub(tmp_path: Any) -> None:
+    from app.core.runpod.pod_setup import talks_to_hub
+    from trainer.config import parse_config
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "hi"}\n', encoding="utf-8")
+    local = {"model": {"name_or_path": "builtin:tiny-llama"}, "dataset": {"path": str(data)}}
+    assert not talks_to_hub(parse_config(local), tmp_path)
+    url = {**local, "dataset": {"path": "https://example.org/rows.jsonl"}}
+    assert not talks_to_hub(parse_config(url), tmp_path)
+    hub_model = {**local, "model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}}
+    assert talks_to_hub(parse_config(hub_model), tmp_path)
+    hub_data = {**local, "dataset": {"path": "someone/private-rows"}}
+    assert talks_to_hub(parse_config(hub_data), tmp_path)
+    push = {**local, "output": {"push_to_hub": True, "hub_repo": "me/adapter"}}
+    assert talks_to_hub(parse_config(push), tmp_path)
+
+
+def test_the_pod_request_carries_the_agent_and_the_runs_caps_but_no_account_key() -> None:
+    from app.core.runpod.pod_setup import AGENT_PORT, pod_request
+    from trainer.config import parse_config
+
+    cfg = parse_config(
+        {
+            "runpod": {
+                "gpu_type": "NVIDIA A40",
+                "gpu_count": 2,
+                "cloud": "community",
+                "volume_id": "vol_1",
+                "grace_minutes": 5,
+                "idle_cap_minutes": 7,
+            }
+        }
+    )
+    body = pod_request("20260101-000000-abcdef", cfg, "t" * 32).to_json()
+    assert body["name"] == "tunedeck-20260101-000000-abcdef"
+    assert body["gpu"] == {"id": "NVIDIA A40", "count": 2} and body["cloud"] == "COMMUNITY"
+    assert body["ports"] == [f"{AGENT_PORT}/http"]
+    assert body["mounts"]["network"][0]["volumeId"] == "vol_1"
+    env = body["env"]
+    assert env["TUNEDECK_AGENT_GRACE_S"] == "300" and env["TUNEDECK_AGENT_IDLE_CAP_S"] == "420"
+    assert not any(k.startswith("RUNPOD_") for k in env)  # RunPod sets the pod's own key
+    assert "TUNEDECK_AGENT_SRC" in env and "python3 -c" in body["args"]

@@ -208,6 +208,9 @@ def test_the_app_runs_a_job_on_runpod_and_offers_the_orphans_at_start(
             )
             await until(lambda: not tunedeck.service.process_alive(job_id), 60, "the pod's end")
             window.select_job(job_id)
+            # RunPod's live catalog (with stock) replaced the shipped table for the form
+            gpus, source = tunedeck.service.gpu_choices()
+            assert gpus and all(g.stock is not None for g in gpus) and "RunPod now" in source
             return job_id, window.job_view.meter.text()
         finally:
             await tunedeck.stop()
