@@ -133,6 +133,10 @@ class CoreJobService:
                 raise LaunchError(RUNPOD_NO_KEY, "Or run it on this computer.")
             launcher = self.runpod
         job = create_job_for(self.store, config, target=target)
+        # the planner's estimate, stored beside the peak the run will report (job view)
+        from app.core.plan_records import record_in_background
+
+        record_in_background(self.store, job.id, config, target)
         try:
             await launcher.start(job, config)
         except LaunchError as err:
@@ -254,6 +258,10 @@ class Tunedeck:
         self.service = CoreJobService(self.store, self.ingestor, self.launcher)
         reattached += await self.start_runpod()
         self.window.job_view.meter_source = self.service.cloud_meter
+        from app.core.plan_records import memory_line
+
+        store = self.store
+        self.window.job_view.memory_source = lambda job_id: memory_line(store, job_id)
         self.window.pods_requested.connect(self.open_pods)
         self.window.attach(self.service, self.bridge)
         self._start_stall_watch()

@@ -144,6 +144,18 @@ CREATE TABLE cloud_runs (
     "CREATE INDEX jobs_token_hash ON jobs(token_hash)",
     # 4: stored JSON is strict JSON
     _repair_non_json,
+    # 5: the planner's estimate of a job's peak GPU memory, kept beside the measured peak
+    """
+CREATE TABLE job_plans (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    planned_peak_gb REAL NOT NULL,
+    target_gpu TEXT,
+    target_memory_gb REAL,
+    fits INTEGER,
+    parts TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+""",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

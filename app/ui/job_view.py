@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
+    QPushButton,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 class JobView(QWidget):
     TABS = ("Charts", "Alerts", "Log", "Config")
+    # "Retry with less memory" on a job that ran out of GPU memory: the job's id
+    retry_less_memory = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -60,12 +63,29 @@ class JobView(QWidget):
         self.meter.setObjectName("costMeter")
         self.meter.hide()
         self.meter_source: Callable[[str], str | None] | None = None
+        # the planner's estimate of the peak GPU memory beside the peak measured (plan_records)
+        self.memory = QLabel("", self)
+        self.memory.setObjectName("memoryLine")
+        self.memory.hide()
+        self.memory_source: Callable[[str], str | None] | None = None
+        self.retry_button = QPushButton("Retry with less memory", self)
+        self.retry_button.setObjectName("retryLessMemory")
+        self.retry_button.setToolTip(
+            "A new run with the same config and the first memory saving applied "
+            "(smaller batch, checkpointing, 4-bit base, shorter rows)"
+        )
+        self.retry_button.hide()
+        self.retry_button.clicked.connect(
+            lambda: self.job is not None and self.retry_less_memory.emit(self.job.id)
+        )
         titles = QVBoxLayout()
         titles.addWidget(self.title)
         titles.addWidget(self.subtitle)
         titles.addWidget(self.meter)
+        titles.addWidget(self.memory)
         head.addLayout(titles, 1)
         self.buttons = QHBoxLayout()
+        self.buttons.addWidget(self.retry_button)
         head.addLayout(self.buttons)
         layout.addLayout(head)
 
@@ -147,6 +167,8 @@ class JobView(QWidget):
         self._overlay = [(j.id, j.name) for j in overlay]
         if job is None:
             self.update_meter()
+            self.update_memory()
+            self.retry_button.hide()
             self.title.setText("No job selected")
             self.subtitle.setText("Start one with Run ▸ New run… (Ctrl+N).")
             self.alerts.alerts.reset([])
@@ -155,6 +177,7 @@ class JobView(QWidget):
         else:
             self.update_header(job)
             self.alerts.alerts.reset(alerts)
+            self._update_retry()
             self.log.set_text(log_text)
             self.config.setPlainText(json.dumps(config, indent=2) if config else "")
         if self._charts is not None or self.tabs.currentIndex() == 0:
@@ -173,6 +196,19 @@ class JobView(QWidget):
             parts.append(f"final loss {job.final_loss:.4f}")
         self.subtitle.setText(" · ".join(parts) + f"   ({job.id})")
         self.update_meter()
+        self.update_memory()
+
+    def update_memory(self) -> None:
+        line = None
+        if self.job is not None and self.memory_source is not None:
+            line = self.memory_source(self.job.id)
+        self.memory.setText(line or "")
+        self.memory.setVisible(bool(line))
+
+    def _update_retry(self) -> None:
+        model = self.alerts.alerts
+        oom = any(model.alert(row).get("type") == "gpu_oom" for row in range(model.row_count()))
+        self.retry_button.setVisible(self.job is not None and oom)
 
     def update_meter(self) -> None:
         line = None
@@ -192,12 +228,16 @@ class JobView(QWidget):
         return [job_id for job_id, _ in self._overlay]
 
     def metrics_arrived(self, job_id: str, metrics: Iterable[str]) -> None:
+        metrics = list(metrics)
         if self._charts is not None:
             self._charts.data_changed(job_id, metrics)
+        if self.job is not None and job_id == self.job.id and "gpu_memory_allocated_gb" in metrics:
+            self.update_memory()
 
     def alert_arrived(self, job_id: str, alert: dict[str, Any]) -> None:
         if self.job is not None and job_id == self.job.id:
             self.alerts.alerts.append(alert)
+            self._update_retry()
 
     def output_arrived(self, job_id: str, text: str) -> None:
         if self.job is not None and job_id == self.job.id:

@@ -194,6 +194,7 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.empty_hint)
 
         self.job_view = JobView(self)
+        self.job_view.retry_less_memory.connect(self.retry_with_less_memory)
         for action in (self.cancel_action, self.resume_action, self.duplicate_action):
             self.job_view.add_action_button(action)
 
@@ -429,6 +430,28 @@ class MainWindow(QMainWindow):
         config = dict(self.service.config(job.id) or {"method": job.method})
         config["name"] = _copy_name(str(config.get("name", job.name)))
         self.run_dialog(config).open()
+
+    def retry_with_less_memory(self, job_id: str) -> None:
+        """A job that ran out of GPU memory, duplicated with the planner's first memory saving
+        applied and named in the dialog's title."""
+        from app.core.plan_records import retry_config
+
+        if self.service is None:
+            return
+        job = self.service.get_job(job_id)
+        found = retry_config(self.service.config(job_id) or {}) if job else None
+        if job is None or found is None:
+            QMessageBox.information(
+                self,
+                "Retry with less memory",
+                "Nothing in the config is left to reduce: choose a GPU with more memory.",
+            )
+            return
+        data, change = found
+        data["name"] = _copy_name(str(data.get("name", job.name)))
+        dialog = self.run_dialog(data)
+        dialog.setWindowTitle(f"New run — retry with less memory: {change}")
+        dialog.open()
 
     def delete_selected(self) -> None:
         if self.service is None:

@@ -139,3 +139,75 @@ def test_a_model_it_cannot_read_is_said_not_hidden(qtbot: Any, dialog: RunDialog
     dialog.form.set_value("model.name_or_path", "/no/such/model")
     qtbot.waitUntil(lambda: "No estimate" in dialog.plan_view.label.text(), timeout=10_000)
     assert "does not exist" in dialog.plan_view.label.text()
+
+
+# --------------------------------------------------------------- after the run: the job view
+
+
+def _oom_job() -> str:
+    """A finished local job: its stored estimate, GPU memory figures, and a gpu_oom alert."""
+    from app.core.plan_records import save_plan
+    from app.core.store import Store
+    from trainer.config import parse_config
+    from trainer.planner import make_plan
+
+    config = {
+        "name": "too-big",
+        "model": {"name_or_path": "builtin:tiny-llama"},
+        "training": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 2},
+    }
+    store = Store()
+    job = store.create_job(
+        name="too-big", method="sft", model="builtin:tiny-llama", config_json=json.dumps(config)
+    )
+    store.set_status(job.id, "running")
+    plan = make_plan(parse_config(config), local=[], count_dataset=False)
+    save_plan(store, job.id, plan)
+    store.add_metrics(
+        job.id,
+        [
+            {"step": 1, "train_loss": 3.0, "gpu_memory_allocated_gb": 1.5},
+            {
+                "step": 2,
+                "train_loss": 2.9,
+                "gpu_memory_allocated_gb": 2.25,
+                "gpu_memory_reserved_gb": 3.0,
+            },
+        ],
+    )
+    store.add_alert({"type": "gpu_oom", "job_id": job.id, "message": "CUDA out of memory"})
+    store.set_status(job.id, "failed", "CUDA out of memory")
+    store.close()
+    return job.id
+
+
+def test_the_job_view_shows_estimate_and_measured_peak_and_retries_with_less_memory(
+    qtbot: Any, qloop: Any, tmp_path: Path
+) -> None:
+    from tests.ui.app_harness import make_app
+
+    job_id = _oom_job()
+    tunedeck = make_app(tmp_path)
+    qtbot.addWidget(tunedeck.window)
+    tunedeck.window.show()
+    qloop.run_until_complete(tunedeck.start())
+    try:
+        window = tunedeck.window
+        window.select_job(job_id)
+        view = window.job_view
+        line = view.memory.text()
+        assert line.startswith("Peak GPU memory: estimated ") and "measured 2.25 GB" in line
+        assert "(reserved 3.00 GB)" in line
+        assert view.retry_button.isVisible()
+
+        qtbot.mouseClick(view.retry_button, Qt.MouseButton.LeftButton)
+        dialog = window.dialog
+        assert dialog is not None and dialog.isVisible()
+        assert "batch size 8 → 4 with gradient accumulation 2 → 4" in dialog.windowTitle()
+        retried = dialog.form.config()
+        assert retried.training.per_device_train_batch_size == 4
+        assert retried.training.gradient_accumulation_steps == 4
+        assert retried.name != "too-big"
+        dialog.reject()
+    finally:
+        qloop.run_until_complete(tunedeck.stop())
