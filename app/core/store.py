@@ -146,7 +146,7 @@ CREATE TABLE cloud_runs (
     _repair_non_json,
     # 5: the planner's estimate of a job's peak GPU memory, kept beside the measured peak
     """
-CREATE TABLE job_plans (
+CREATE TABLE IF NOT EXISTS job_plans (
     job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
     planned_peak_gb REAL NOT NULL,
     target_gpu TEXT,
