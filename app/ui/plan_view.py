@@ -31,6 +31,7 @@ from trainer.planner import (
     read_model_shapes,
 )
 from trainer.planner.memory import PART_TITLES
+from trainer.planner.table import format_hours, format_money
 
 COALESCE_MS = 400  # one plan per burst of edits
 Planner = Callable[[RunConfig, Sequence[GpuOffer], str | None], Plan]
@@ -73,14 +74,12 @@ def plan_summary(plan: Plan) -> str:
             f"<b>Peak about {_gb(est.peak_bytes)}</b> on {gpu.name} ({gpu.memory_gb:g} GB): "
             f"{verdict}"
         )
-        when = []
         if plan.target.hours is not None:
-            hours = plan.target.hours
-            when.append(f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h")
-        if plan.target.cost is not None and plan.target.cost > 0:
-            when.append(f"${plan.target.cost:,.2f}")
-        if when:
-            lines.append("Time and cost: " + ", ".join(when))
+            cost = plan.target.cost
+            lines.append(
+                f"Time about {format_hours(plan.target.hours)}"
+                + (f", about {format_money(cost)}" if cost else "")
+            )
     parts = [
         f"{PART_TITLES[p.key].strip()}: {_gb(p.bytes)}"
         for p in est.parts
@@ -100,7 +99,7 @@ def plan_summary(plan: Plan) -> str:
     if fitting:
         lines.append(
             "Cheapest RunPod GPUs that fit: "
-            + ", ".join(f"{f.gpu.name} (${f.cost:,.2f})" for f in fitting)
+            + ", ".join(f"{f.gpu.name} ({format_money(f.cost)})" for f in fitting)
         )
     lines += [f"<i>{note}</i>" for note in plan.notes]
     return "<br>".join(lines)

@@ -12,7 +12,7 @@ def _gb(value: float) -> str:
     return f"{value / GIB:.2f} GB"
 
 
-def _hours(hours: float | None) -> str:
+def format_hours(hours: float | None) -> str:
     if hours is None:
         return "?"
     if hours < 1 / 60:
@@ -22,7 +22,7 @@ def _hours(hours: float | None) -> str:
     return f"{hours:.1f} h"
 
 
-def _money(cost: float | None) -> str:
+def format_money(cost: float | None) -> str:
     if cost is None:
         return "?"
     return "<$0.01" if 0 < cost < 0.005 else f"${cost:,.2f}"
@@ -35,8 +35,8 @@ def _gpu_row(fit: GpuFit) -> str:
     price = "" if gpu.price_per_hour is None else f"${gpu.price_per_hour:.2f}/h"
     mark = "fits" if fit.fits else "too small"
     return (
-        f"  {name:<46} {gpu.memory_gb:>6.0f} GB  {mark:<9}  {_hours(fit.hours):>8}  "
-        f"{_money(fit.cost):>10}  {price}"
+        f"  {name:<46} {gpu.memory_gb:>6.0f} GB  {mark:<9}  {format_hours(fit.hours):>8}  "
+        f"{format_money(fit.cost):>10}  {price}"
     )
 
 
