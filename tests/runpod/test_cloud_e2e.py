@@ -32,10 +32,15 @@ def test_a_tiny_run_on_a_simulated_pod_comes_home_and_the_pod_ends(
     ingestor = Ingestor(store)
     phases_seen: list[str] = []
 
+    def phase(_job: str, line: str) -> None:
+        phases_seen.append(line)
+        # the proxy fails as the uploads and the downloads begin: both resume and complete
+        if line.startswith(("installing", "collecting")):
+            (pod_id,) = fake_runpod.pods
+            fake_runpod.make_proxy_unreachable(pod_id, 1.0)
+
     async def run() -> str:
-        async with cloud_launcher(
-            store, ingestor, tmp_path, on_phase=lambda _job, line: phases_seen.append(line)
-        ) as launcher:
+        async with cloud_launcher(store, ingestor, tmp_path, on_phase=phase) as launcher:
             job = create_job_for(store, cfg, target="runpod")
             await launcher.start(job, cfg)
             rows = store.list_resources(provider="runpod", job_id=job.id)

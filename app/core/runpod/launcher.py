@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import secrets
@@ -58,6 +59,7 @@ from app.core.runpod.errors import (
     RunPodQuota,
     RunPodRateLimited,
     RunPodRejected,
+    RunPodUnavailable,
 )
 from app.core.runpod.models import Pod, PodRequest
 from app.core.runpod.orphans import PROVIDER, terminate_verified
@@ -96,6 +98,9 @@ class Timeouts:
     final_alert_s: float = 5 * 60.0  # after a cancel: until the trainer has saved and said so
     unreachable_log_s: float = 60.0  # log an unreachable agent at most this often
     verify_s: float = 1.0  # between checks that a terminated pod is gone
+    # an upload or download cut by the proxy is tried again (it resumes) this long before the
+    # run is given up
+    transfer_retry_s: float = 2 * 60.0
 
 
 @dataclass
@@ -293,11 +298,34 @@ class RunPodLauncher:
         except Exception as err:
             await self._fail(run, err)
         else:
-            await self._terminate(run)
+            try:
+                await self._terminate(run)
+            except RunPodError as err:  # the job is over either way; say the pod may not be
+                log.error(
+                    "job %s: pod %s not confirmed terminated: %s", run.job_id, run.pod_id, err
+                )
+                self.store.update_job(
+                    run.job_id,
+                    error=f"pod {run.pod_id} was not confirmed terminated ({err}); "
+                    "check `tunedeck pods` or File ▸ Cloud pods…",
+                )
             self._close_job(run)
         finally:
             if not (run.task is not None and run.task.cancelled()):
                 run.done.set()
+
+    async def _transfer(self, run: _Run, what: str, work: Callable[[], Awaitable[Any]]) -> Any:
+        """An upload or download step, tried again while the proxy is unreachable (transfers
+        resume where they were cut) until ``timeouts.transfer_retry_s`` has passed."""
+        deadline = time.monotonic() + self.timeouts.transfer_retry_s
+        while True:
+            try:
+                return await work()
+            except AgentUnreachable as err:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("job %s: %s interrupted (%s); trying again", run.job_id, what, err)
+                await asyncio.sleep(self.timeouts.pod_check_s)
 
     async def _wait_until_ready(self, run: _Run) -> None:
         """Until the pod is RUNNING and its agent answers through the proxy."""
@@ -306,7 +334,14 @@ class RunPodLauncher:
         while True:
             if run.cancel_requested:
                 return
-            pod = await self.client.get_pod(run.pod_id)
+            try:
+                pod = await self.client.get_pod(run.pod_id)
+            except (RunPodUnavailable, RunPodRateLimited) as err:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("job %s: RunPod did not answer about the pod: %s", run.job_id, err)
+                await asyncio.sleep(self.timeouts.pod_check_s)
+                continue
             if pod.status in ("ERROR", "EXITED", "TERMINATED"):
                 raise LaunchError(
                     f"pod {pod.id} went to {pod.status} before the agent started",
@@ -342,7 +377,8 @@ class RunPodLauncher:
         return AgentClient(url, run.token, transport=self.agent_transport)
 
     async def _install(self, run: _Run) -> None:
-        assert run.agent is not None
+        agent = run.agent
+        assert agent is not None
         self._enter(run, "installing")
         folder = paths.job_dir(run.job_id)
         try:
@@ -351,15 +387,14 @@ class RunPodLauncher:
             )
         except trainer_bundle.BundleError as err:
             raise LaunchError(str(err), "Fix the training environment, then launch again.") from err
-        await run.agent.upload(
-            trainer_bundle.BUNDLE_NAME, bundle.path, progress=self._progress(run, "trainer")
-        )
-        await run.agent.upload(CONFIG_NAME, folder / POD_CONFIG_NAME)
+        uploads = [(trainer_bundle.BUNDLE_NAME, bundle.path, "trainer")]
+        uploads.append((CONFIG_NAME, folder / POD_CONFIG_NAME, "config"))
         dataset = local_dataset(run.cfg, self.base_dir)
         if dataset is not None:
-            await run.agent.upload(
-                dataset_upload_name(dataset), dataset, progress=self._progress(run, "dataset")
-            )
+            uploads.append((dataset_upload_name(dataset), dataset, "dataset"))
+        for name, path, what in uploads:
+            upload = functools.partial(agent.upload, name, path, self._progress(run, what))
+            await self._transfer(run, f"uploading the {what}", upload)
         job = self.store.require_job(run.job_id)
         assert run.job_token is not None
         # environ={}: the user's own shell HF_TOKEN reaches the pod only through _hf_token's rule
@@ -371,12 +406,14 @@ class RunPodLauncher:
             hf_token=await self._hf_token(run.cfg),
             environ={},
         )
-        await run.agent.start(
-            execution_id=run.job_id,
-            env=env,
-            requirements=list(bundle.requirements),
-            num_gpus=run.cfg.runpod.gpu_count,
+        start = functools.partial(
+            agent.start, run.job_id, env, list(bundle.requirements), run.cfg.runpod.gpu_count
         )
+        try:
+            await self._transfer(run, "starting the trainer", start)
+        except AgentError as err:
+            if err.error != "started":  # a repeated /start after a lost answer: it did start
+                raise
         run.job_token = None
         self._enter(run, "training")
 
@@ -503,26 +540,30 @@ class RunPodLauncher:
 
     async def _collect(self, run: _Run) -> None:
         """Download and verify what the run left, then tell the agent."""
-        if run.agent is None or run.ledger.phase in ("provisioning",):
+        agent = run.agent
+        if agent is None or run.ledger.phase in ("provisioning",):
             return
         self._enter(run, "collecting")
         output = Path(self.store.require_job(run.job_id).output_dir or self.base_dir)
         # a run that did not complete keeps its checkpoints: they are what a resume starts from
         completed = run.final_alert is not None and run.final_alert.get("type") == "job_completed"
-        artifacts = await run.agent.artifacts(checkpoints=not completed)
+        artifacts = await self._transfer(
+            run, "listing the artifacts", lambda: agent.artifacts(checkpoints=not completed)
+        )
         for item in artifacts:
             dest = output / item.path
             if not inside(output, dest):
                 log.error("job %s: refusing artifact path %r", run.job_id, item.path)
                 continue
+            download = functools.partial(agent.download, item, dest)
             try:
-                await run.agent.download(item, dest)
+                await self._transfer(run, f"downloading {item.path}", download)
             except AgentError as err:
                 if err.error != "checksum_mismatch":
                     raise
-                await run.agent.download(item, dest)  # a cut corrupted it: once more
+                await self._transfer(run, f"downloading {item.path}", download)  # once more
         with contextlib.suppress(AgentUnreachable, AgentError):
-            await run.agent.collected()
+            await agent.collected()
         self._say(run, f"{len(artifacts)} artifact file(s) downloaded to {output}")
 
     async def _terminate(self, run: _Run) -> None:
