@@ -202,26 +202,35 @@ def test_alert_payloads_are_strict_json(store: Store) -> None:
 def test_an_old_store_with_nan_text_opens_reads_and_merges(tmp_path: Path) -> None:
     """Rows written by an older Tunedeck may hold NaN text: opening repairs them."""
     path = tmp_path / "old.sqlite3"
-    with Store(path) as store:
-        job = store.create_job(name="a", method="sft", model="m")
+    # a file as it was before the repair: only the migrations before it, then rows with NaN
+    before = MIGRATIONS.index(store_module._repair_non_json)
     raw = sqlite3.connect(path)
+    for migration in MIGRATIONS[:before]:
+        if callable(migration):
+            migration(raw)
+        else:
+            raw.executescript(migration)
+    raw.execute(f"PRAGMA user_version = {before}")
+    job_id = "20261101-000000-0ld0ne"
+    raw.execute(
+        "INSERT INTO jobs (id, name, method, model, created_at) VALUES (?, 'a', 'sft', 'm', 0)",
+        (job_id,),
+    )
     raw.execute(
         "INSERT INTO metrics (job_id, step, extras, received_at) VALUES (?, 1, ?, 0)",
-        (job.id, '{"x": {"a": NaN}, "y": Infinity}'),
+        (job_id, '{"x": {"a": NaN}, "y": Infinity}'),
     )
     raw.execute(
         "INSERT INTO alerts (job_id, type, received_at, payload) VALUES (?, 'loss_nan', 0, ?)",
-        (job.id, '{"job_id": ' + json.dumps(job.id) + ', "loss": NaN, "type": "loss_nan"}'),
+        (job_id, '{"job_id": ' + json.dumps(job_id) + ', "loss": NaN, "type": "loss_nan"}'),
     )
-    # as a file from before the repair was: the migrations after it run on open
-    raw.execute(f"PRAGMA user_version = {MIGRATIONS.index(store_module._repair_non_json)}")
     raw.commit()
     raw.close()
     with Store(path) as store:
-        assert store.metrics(job.id) == [{"step": 1, "x": {"a": None}, "y": None}]
-        store.add_metrics(job.id, [{"step": 1, "x": {"b": 2}}])  # json_patch works on it
-        assert store.metrics(job.id)[0]["x"] == {"a": None, "b": 2}
-        assert store.alerts(job.id)[0]["loss"] is None
+        assert store.metrics(job_id) == [{"step": 1, "x": {"a": None}, "y": None}]
+        store.add_metrics(job_id, [{"step": 1, "x": {"b": 2}}])  # json_patch works on it
+        assert store.metrics(job_id)[0]["x"] == {"a": None, "b": 2}
+        assert store.alerts(job_id)[0]["loss"] is None
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     for (text,) in raw.execute("SELECT extras FROM metrics UNION ALL SELECT payload FROM alerts"):
