@@ -170,16 +170,25 @@ class Pyramid:
     def decimate(
         self, x: np.ndarray, values: np.ndarray, i0: int, i1: int, budget: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Points i0..i1 as at most about ``2 * budget`` points that keep every peak."""
+        """Points i0..i1 as at most ``2 * budget`` points (the min and max of at most ``budget``
+        blocks, more than ``budget / 2`` of them) that keep every peak."""
         if i1 - i0 <= 2 * budget:
             return x[i0:i1], values[i0:i1]
-        size = LOD_FACTOR
-        while i1 // size - i0 // size > budget:
+        # the coarsest stored level still fine enough, then groups of ``per`` of its blocks, so
+        # that the count lands near the budget rather than anywhere down to a quarter of it
+        size = 1
+        while (i1 // (size * LOD_FACTOR)) - (i0 // (size * LOD_FACTOR)) > budget:
             size *= LOD_FACTOR
-        mins, maxs = self.level(values, size)
-        b0, b1 = i0 // size, min(-(-i1 // size), len(mins))
+        per = -(-(i1 // size - i0 // size) // budget)  # ceil: blocks per group
+        if size == 1:
+            fine_min = fine_max = values
+        else:
+            fine_min, fine_max = self.level(values, size)
+        size *= per
+        b0, b1 = i0 // size, min(-(-i1 // size), len(fine_min) // per)
         starts = np.arange(b0, b1) * size
-        low, high = mins[b0:b1], maxs[b0:b1]
+        low = fine_min[b0 * per : b1 * per].reshape(-1, per).min(axis=1)
+        high = fine_max[b0 * per : b1 * per].reshape(-1, per).max(axis=1)
         tail = max(b1 * size, i0)
         if tail < i1:  # the last, incomplete block comes from the values themselves
             starts = np.append(starts, tail)

@@ -1,14 +1,21 @@
 """Live charts: one pyqtgraph panel per family of metrics, several jobs overlaid.
 
-Drawing a million points must stay inside a frame, so every curve is created with peak
-downsampling and clip-to-view (``apply_fast_drawing``), and incoming points never redraw anything by
-themselves: they mark curves dirty and start a single-shot timer, so however many batches arrive
-in a frame the charts are redrawn once (``FRAME_MS``). The numbers live in
+Drawing a million points must stay inside a frame, so a curve is always handed a downsampled,
+clipped-to-view copy of its series: ``Series.decimated`` keeps the min and max of each block of
+points (peak downsampling, about two points a pixel) for the x window in view. That is what
+pyqtgraph's own ``setDownsampling(mode="peak")`` and ``setClipToView`` do (``apply_fast_drawing``,
+kept for bench/charts.py), but theirs redo every curve of a plot whenever its x range moves,
+which a live chart following its data does every frame; ours redo only the curves whose data
+changed, so the curves are plain ``PlotCurveItem``s. Incoming points never redraw anything by
+themselves: they start a single-shot timer, so however many batches arrive in a frame the charts
+are redrawn once (``FRAME_MS``, stretched by ``FRAME_BUDGET_SHARE`` when frames are costly), and
+not at all while the charts are hidden. The numbers live in
 :class:`app.ui.chart_data.ChartData`; this module only draws them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg  # type: ignore[import-untyped]  # no stubs upstream
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QPaintEvent, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,6 +41,14 @@ from PySide6.QtWidgets import (
 from app.ui.chart_data import ChartData, Panel, drawn, panel, panel_of
 
 FRAME_MS = 16
+# Qt's raster engine draws a 1 px cosmetic line with its fast stroker; at 1.5 px each segment
+# goes through the general one, about 3x the cost (bench/charts.py, 40 curves a frame)
+LINE_WIDTH = 1
+# after a redraw, the next waits at least this many times as long as the redraw took: drawing
+# keeps at most about half of the GUI thread, whose other half serves the receiver
+FRAME_BUDGET_SHARE = 1.0
+# min/max blocks per pixel of the plot's width: at most two points a pixel, every peak kept
+BLOCKS_PER_PIXEL = 1.0
 # Tableau 10: distinct on white and for the common kinds of colour blindness.
 PALETTE = (
     "#4e79a7",
@@ -54,15 +69,29 @@ pg.setConfigOptions(background="w", foreground="#333333", antialias=False)
 
 
 def apply_fast_drawing(item: pg.PlotItem) -> None:
-    """What keeps a million-point curve inside a frame (see bench/charts.py): about five samples
-    per pixel, keeping each bin's min and max so that spikes stay visible, and only the part in
-    view. Set on the plot because PlotItem.addItem overwrites a curve's own settings with it."""
+    """pyqtgraph's own peak downsampling and clip-to-view for a plot's PlotDataItems (the
+    baseline in bench/charts.py): about five samples per pixel, keeping each bin's min and max so
+    that spikes stay visible, and only the part in view."""
     item.setDownsampling(auto=True, mode="peak")
     item.setClipToView(True)
 
 
-def make_plot(panel: Panel, parent: QWidget | None = None) -> pg.PlotWidget:
-    plot = pg.PlotWidget(parent=parent)
+class PlotWidget(pg.PlotWidget):  # type: ignore[misc]  # pyqtgraph has no stubs
+    """A pyqtgraph plot that reports what its paints cost, for the frame budget."""
+
+    def __init__(self, parent: QWidget | None = None, on_paint: Any = None) -> None:
+        super().__init__(parent=parent)
+        self._on_paint = on_paint
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # Qt's name
+        began = time.perf_counter()
+        super().paintEvent(event)
+        if self._on_paint is not None:
+            self._on_paint(time.perf_counter() - began)
+
+
+def make_plot(panel: Panel, parent: QWidget | None = None, on_paint: Any = None) -> PlotWidget:
+    plot = PlotWidget(parent=parent, on_paint=on_paint)
     plot.setObjectName(f"chart:{panel.key}")
     item = plot.getPlotItem()
     item.setTitle(panel.title)
@@ -76,7 +105,6 @@ def make_plot(panel: Panel, parent: QWidget | None = None) -> pg.PlotWidget:
     # part of a curve that runs beneath it
     item.addLegend(offset=(-10, 10), labelTextSize="8pt", brush=pg.mkBrush(0, 0, 0, 0))
     item.setMenuEnabled(False)
-    apply_fast_drawing(item)
     plot.setMinimumHeight(180)
     return plot
 
@@ -84,10 +112,10 @@ def make_plot(panel: Panel, parent: QWidget | None = None) -> pg.PlotWidget:
 class _Curve:
     """The items of one (job, metric): the raw line, and the smoothed one when smoothing."""
 
-    def __init__(self, raw: pg.PlotDataItem) -> None:
+    def __init__(self, raw: pg.PlotCurveItem) -> None:
         self.raw = raw
-        self.smooth: pg.PlotDataItem | None = None
-        self.drawn: tuple[Any, ...] | None = None  # (series version, smoothing, x mode)
+        self.smooth: pg.PlotCurveItem | None = None
+        self.drawn: tuple[Any, ...] | None = None  # (series version, smoothing, x mode, ...)
         self.style: tuple[Any, ...] | None = None
 
 
@@ -107,7 +135,10 @@ class ChartsView(QWidget):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(FRAME_MS)
-        self._timer.timeout.connect(self.redraw)
+        self._timer.timeout.connect(self._frame)
+        self._stale = False  # something changed while the charts were hidden
+        self._frame_s = 0.0  # what the latest frame cost: its redraw and the paints after it
+        self._painting_s = 0.0
         self._build_controls()
 
     # -- controls -------------------------------------------------------------------------------
@@ -177,6 +208,7 @@ class ChartsView(QWidget):
         self.schedule()
 
     def _log_toggled(self, on: bool) -> None:
+        # the axes tick in powers of ten; the curves get log10 of their values at the next redraw
         for plot in self.plots.values():
             plot.getPlotItem().setLogMode(x=False, y=on)
         self.schedule()
@@ -204,18 +236,40 @@ class ChartsView(QWidget):
 
     def schedule(self) -> None:
         if not self._timer.isActive():
+            # a frame that cost more than FRAME_MS delays the next one in proportion, so that
+            # drawing never takes the whole GUI thread (the receiver runs on it too)
+            last_ms = (self._frame_s + self._painting_s) * 1000
+            self._timer.setInterval(max(FRAME_MS, round(FRAME_BUDGET_SHARE * last_ms)))
             self._timer.start()
+
+    def _frame(self) -> None:
+        if not self.isVisible():  # another tab is shown: draw when the charts are shown again
+            self._stale = True
+            return
+        self.redraw()
+
+    def showEvent(self, event: QShowEvent) -> None:  # Qt's name
+        super().showEvent(event)
+        if self._stale:
+            self._stale = False
+            self.schedule()
+
+    def _painted(self, seconds: float) -> None:
+        self._painting_s += seconds
 
     # -- drawing --------------------------------------------------------------------------------
 
     def redraw(self) -> None:
+        began = time.perf_counter()
         self._timer.stop()
+        self._painting_s = 0.0
         self.redraw_count += 1
         ids = [j for j, _ in self.jobs]
         panels = self.data.panels(ids)
         self._layout([p.key for p in panels])
         metrics = [m for m in self.data.metrics(ids) if drawn(m) and panel_of(m) in self.plots]
         single = len(ids) == 1
+        touched: set[str] = set()  # the panels whose curves got new data
         for index, (job_id, label) in enumerate(self.jobs):
             job = self.data.jobs.get(job_id)
             if job is None:
@@ -228,7 +282,7 @@ class ChartsView(QWidget):
                 curve = self.curves.get(key) or self._new_curve(key)
                 smoothing = self.weight > 0
                 if smoothing and curve.smooth is None:
-                    curve.smooth = pg.PlotDataItem()
+                    curve.smooth = pg.PlotCurveItem()
                     curve.smooth.setZValue(1)  # over the faint raw line, whatever came first
                     self.plots[panel_of(metric)].getPlotItem().addItem(curve.smooth)
                 elif not smoothing and curve.smooth is not None:
@@ -241,16 +295,24 @@ class ChartsView(QWidget):
                     curve.style = style
                 plot = self.plots[panel_of(metric)]
                 lo, hi = self._x_window(plot)
-                budget = max(200, int(plot.width()))
-                state = (series.version, self.weight, self.x_key, lo, hi, budget)
+                budget = max(100, int(plot.getPlotItem().vb.width() * BLOCKS_PER_PIXEL))
+                log = self.log_scale.isChecked()
+                state = (series.version, self.weight, self.x_key, lo, hi, budget, log)
                 if curve.drawn == state:
                     continue
                 x = series.steps if self.x_key == "step" else job.relative_times(metric)
                 # two points a pixel at most: the raw line faint behind the smoothed one
-                curve.raw.setData(*series.decimated(x, 0.0, lo, hi, budget))
+                _set_data(curve.raw, *series.decimated(x, 0.0, lo, hi, budget), log=log)
                 if curve.smooth is not None:
-                    curve.smooth.setData(*series.decimated(x, self.weight, lo, hi, budget))
+                    xs, ys = series.decimated(x, self.weight, lo, hi, budget)
+                    _set_data(curve.smooth, xs, ys, log=log)
                 curve.drawn = state
+                touched.add(panel_of(metric))
+        for key in touched:
+            # pyqtgraph fits the view to new data while it paints, and the axes' new ticks then
+            # take a second paint; fitting it now makes one paint a frame
+            self.plots[key].scene().prepareForPaint()
+        self._frame_s = time.perf_counter() - began
         self.redrawn.emit()
 
     def _layout(self, keys: list[str]) -> None:
@@ -258,7 +320,7 @@ class ChartsView(QWidget):
             return
         for key in keys:
             if key not in self.plots:
-                plot = make_plot(panel(key), self.grid_host)
+                plot = make_plot(panel(key), self.grid_host, on_paint=self._painted)
                 plot.getPlotItem().setLogMode(x=False, y=self.log_scale.isChecked())
                 plot.getPlotItem().setLabel("bottom", self._x_label())
                 self._add_crosshair(plot)
@@ -293,7 +355,7 @@ class ChartsView(QWidget):
             self.schedule()
 
     def _new_curve(self, key: tuple[str, str]) -> _Curve:
-        raw = pg.PlotDataItem()
+        raw = pg.PlotCurveItem()
         self.plots[panel_of(key[1])].getPlotItem().addItem(raw)
         curve = self.curves[key] = _Curve(raw)
         return curve
@@ -312,7 +374,7 @@ class ChartsView(QWidget):
         colour = QColor(PALETTE[(order if single else index) % len(PALETTE)])
         dash = DASHES[0] if single else DASHES[order % len(DASHES)]
         name = metric if single else f"{label} · {metric}"
-        pen = pg.mkPen(colour, width=1.5, style=dash)
+        pen = pg.mkPen(colour, width=LINE_WIDTH, style=dash)
         legend = self.plots[panel_of(metric)].getPlotItem().legend
         if curve.smooth is None:
             curve.raw.setPen(pen)
@@ -399,7 +461,18 @@ class ChartsView(QWidget):
             QMessageBox.warning(self, "Export failed", str(err))
 
 
-def _relabel(legend: pg.LegendItem | None, item: pg.PlotDataItem, name: str) -> None:
+def _set_data(item: pg.PlotCurveItem, x: np.ndarray, y: np.ndarray, *, log: bool) -> None:
+    """Hand a curve its points. Series hold finite values only, so pyqtgraph's finite check is
+    skipped; on a log scale the curve gets log10 of them (what PlotDataItem does in log mode),
+    and zero or negative values leave a gap."""
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            item.setData(x, np.log10(y), connect="finite", skipFiniteCheck=False)
+    else:
+        item.setData(x, y, connect="all", skipFiniteCheck=True)
+
+
+def _relabel(legend: pg.LegendItem | None, item: pg.PlotCurveItem, name: str) -> None:
     if legend is None:
         return
     legend.removeItem(item)
