@@ -8,7 +8,9 @@ with what this trainer really builds (trainer/modeling.py, TRL 1.16, peft):
 - weights load in ``model.dtype``; ``auto`` is bfloat16 on a GPU with bf16 and float32 elsewhere
   (``trainer.modeling.plan_device``);
 - LoRA adapters are float32 whatever the base dtype (peft's ``get_peft_model`` upcasts adapter
-  weights: ``autocast_adapter_dtype=True``, which TRL keeps outside DeepSpeed ZeRO-3);
+  weights: ``autocast_adapter_dtype=True``, which TRL keeps outside DeepSpeed ZeRO-3), except
+  under QLoRA, where TRL's trainers cast them to bfloat16 after wrapping ("follow the
+  recommendations from the original paper": ``sft_trainer.py``, ``_is_quantized_model``);
 - QLoRA casts every parameter bitsandbytes did not quantise (embeddings, norms, lm_head) to
   float32 (peft ``prepare_model_for_kbit_training``: "cast all non INT8 parameters to fp32");
 - TRL's SFT, DPO, KTO, GRPO and RLOO trainers score tokens with a fused, tiled LM head
@@ -190,7 +192,7 @@ def param_inventory(cfg: RunConfig, shapes: ModelShapes, weights_dtype: str) -> 
     full: every tensor, trainable, in ``weights_dtype``. lora: every tensor frozen in
     ``weights_dtype`` + float32 adapters (trainable). qlora: linear weights of the blocks in
     4-bit NF4 (``NF4_BYTES_PER_WEIGHT``) or 8-bit (1 byte + a float32 scale per output row,
-    LLM.int8(), Dettmers et al. 2022), the rest float32, + float32 adapters."""
+    LLM.int8(), Dettmers et al. 2022), the rest float32, + bfloat16 adapters."""
     size = DTYPE_SIZE[weights_dtype]
     kind = cfg.adapter.kind
     if kind == "full":
@@ -206,8 +208,14 @@ def param_inventory(cfg: RunConfig, shapes: ModelShapes, weights_dtype: str) -> 
         else:
             params.append((t.shape, 4 if kind == "qlora" else size, False))
     targets = lora_targets(shapes, cfg.adapter.target_modules)
-    params += [(s, 4, True) for s in lora_tensor_shapes(targets, cfg.adapter.r)]
+    adapter = adapter_size(cfg)
+    params += [(s, adapter, True) for s in lora_tensor_shapes(targets, cfg.adapter.r)]
     return ParamInventory(tuple(params), int(quantised))
+
+
+def adapter_size(cfg: RunConfig) -> int:
+    """Bytes per LoRA adapter element: bfloat16 under QLoRA (TRL casts them), else float32."""
+    return 2 if cfg.adapter.kind == "qlora" else 4
 
 
 # ----------------------------------------------------------------------- the parts
@@ -280,9 +288,10 @@ def layer_activation_bytes(
     - MLP: e*(h [normed input] + 4*I [gate, SiLU(gate), up, their product]) + 4*h;
     - full fine-tuning adds e*h per RMSNorm (its weight's gradient needs the normalised input);
     - eager attention adds (4 + e)*a*s (fp32 softmax and its output: Korthikanti's 5as term);
-    - LoRA, per adapted Linear with input width k: dropout mask (1 byte) + the float32 dropped
-      input peft feeds lora_A (4 bytes) per input feature, + 4*r for A's output
-      (peft ``lora.Linear.forward``); without dropout, e*k + 4*r.
+    - LoRA, per adapted Linear with input width k: the dropout mask (1 byte, a bool) + the
+      dropped input lora_A's matmul saves, in the compute dtype (e: autocast casts peft's
+      float32 copy back to 16 bits) per input feature, + e*r for A's output (peft
+      ``lora.Linear.forward``); without dropout, e*k + e*r.
     """
     h, d = shapes.hidden_size, shapes.head_dim
     a, kv, inter = shapes.num_heads, shapes.num_kv_heads, shapes.intermediate_size
@@ -294,9 +303,9 @@ def layer_activation_bytes(
     if cfg.model.attn_implementation == "eager":
         total += (4 + e) * a * seq_len
     layers = max(1, shapes.num_layers)
-    per_input = 5 if cfg.adapter.dropout > 0 else e
+    per_input = 1 + e if cfg.adapter.dropout > 0 else e
     for t in lora:
-        total += (per_input * t.shape[1] + 4 * cfg.adapter.r) / layers
+        total += (per_input * t.shape[1] + e * cfg.adapter.r) / layers
     return total
 
 
@@ -435,7 +444,9 @@ def estimate_memory(
         MemoryPart(
             "trainable",
             trainable_bytes(inv),
-            "every weight" if cfg.adapter.kind == "full" else "LoRA adapters, float32",
+            "every weight"
+            if cfg.adapter.kind == "full"
+            else f"LoRA adapters, {'bfloat16' if adapter_size(cfg) == 2 else 'float32'}",
         ),
         MemoryPart("gradients", gradient_bytes(inv), "one per trainable weight"),
         MemoryPart(
