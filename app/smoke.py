@@ -53,6 +53,19 @@ def check_data_files() -> str:
     )
 
 
+# Imported only when a feature is used (planner, notifications, keyring, Hub checks): a frozen
+# build that missed one would fail only then, so they are imported here.
+LAZY_MODULES = ("huggingface_hub", "desktop_notifier", "keyring", "httpx", "trainer.planner")
+
+
+def check_lazy_modules() -> str:
+    import importlib
+
+    for name in LAZY_MODULES:
+        importlib.import_module(name)
+    return ", ".join(LAZY_MODULES)
+
+
 def run_smoke_test() -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("QT_API", "pyside6")
@@ -102,6 +115,7 @@ def _run_steps(scratch: Path) -> None:
 
     _say(version_line("tunedeck-gui"))
     _step("data files", check_data_files)
+    _step("modules", check_lazy_modules)
 
     from PySide6.QtWidgets import QApplication
 

@@ -177,6 +177,7 @@ class SettingsDialog(QDialog):
         use_this = QPushButton("Use Tunedeck's Python")
         use_this.setToolTip(sys.executable)
         use_this.clicked.connect(lambda: self.python.setText(sys.executable))
+        use_this.setHidden(getattr(sys, "frozen", False))  # an installed app has no Python to lend
         for widget in (self.python, browse, self.python_check, use_this):
             row.addWidget(widget)
         layout.addLayout(row)

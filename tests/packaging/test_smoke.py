@@ -43,7 +43,16 @@ def test_the_smoke_test_passes_every_step_on_scratch_folders(tmp_path: Path) -> 
     steps = [line.split(" (")[0] for line in done.stdout.splitlines() if line.startswith("ok  ")]
     assert steps == [
         f"ok  {name}"
-        for name in ("data files", "window", "charts", "core", "receiver", "store", "stop")
+        for name in (
+            "data files",
+            "modules",
+            "window",
+            "charts",
+            "core",
+            "receiver",
+            "store",
+            "stop",
+        )
     ]
     assert done.stdout.rstrip().endswith("smoke test passed")
     # it used scratch folders, never the user's (here: the test's) data folder
