@@ -245,6 +245,11 @@ class LocalLauncher:
         job = self.store.require_job(job_id)
         if not is_final(job.status):
             raise LaunchError(f"job {job_id} is {job.status}", "Only a finished job resumes.")
+        if job.target != "local":  # a cloud job's launcher decides (RunPodLauncher.resume)
+            raise LaunchError(
+                f"job {job_id} ran on {job.target}, not on this computer",
+                "Duplicate it as a new run; its downloaded checkpoints are in its output folder.",
+            )
         try:
             cfg = resume_config(parse_config(job.config()))
         except ConfigError as err:

@@ -153,3 +153,16 @@ def test_batch_on_this_computer_needs_no_key(
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith(str(good)))
     assert "local" in row and "2/2" in row and "completed" in row and "0.00" in row
+
+
+def test_resume_of_a_cloud_job_is_refused_on_this_computer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Store() as store:
+        job = store.create_job(name="cloud", method="sft", model="m", target="runpod")
+        store.set_status(job.id, "cancelled")
+    assert main(["resume", job.id]) == 2
+    err = capsys.readouterr().err
+    assert "ran on runpod" in err and "Duplicate" in err
+    with Store() as store:
+        assert store.require_job(job.id).status == "cancelled"  # not reopened
