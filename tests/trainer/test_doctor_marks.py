@@ -136,6 +136,9 @@ def _collated(trainer: Any, method: str) -> list[list[tuple[list[int], list[bool
         if method == "sft":
             ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
             out.append([(ids, [lab != -100 for lab in labels])])
+        elif method == "kto":  # one sequence: prompt + completion
+            ids, mask = batch["input_ids"][0].tolist(), batch["completion_mask"][0].tolist()
+            out.append([(ids, [bool(m) for m in mask])])
         else:
             seqs = []
             for k in range(2):  # chosen, rejected
@@ -176,6 +179,8 @@ def _check(cfg: RunConfig, tmp_path: Path, tiny_model_dir: Path) -> None:
     report = run_doctor(cfg, base_dir=tmp_path, sample=len(rows))
     assert report.path == "batched" and report.checked_against_trl >= len(examples)
     assert report.dropped == dropped and report.truncated >= 1
+    kinds = {f.kind: f for f in report.findings}
+    assert kinds["no_trained_token"].count == dropped and kinds["truncated"].count >= 1
     shown = [[_kept(s.enc, s.cut)] for s in report.samples if not s.cut.dropped]
     flat_expected = [[seq] for example in expected for seq in example]
     assert shown[: len(flat_expected)] == flat_expected
@@ -239,3 +244,21 @@ def test_dpo_marks_equal_trl_collator_completion_mask(
     assert report.path == "batched"
     shown = [_kept(s.enc, s.cut) for s in report.samples if not s.cut.dropped]
     assert shown[: 2 * len(expected)] == [seq for pair in expected for seq in pair]
+
+
+def test_kto_marks_equal_trl_collator_completion_mask(tmp_path: Path, tiny_model_dir: Path) -> None:
+    rows = [
+        {"prompt": "Is the sky blue?", "completion": " Yes, on a clear day.", "label": True},
+        {"prompt": "Is fire cold?", "completion": " yes " * 30, "label": False},
+        {"prompt": LONG, "completion": " maybe", "label": True},
+        {"prompt": "2+2?", "completion": " 4", "label": True},
+    ]
+    data = _write(tmp_path / "kto.jsonl", rows)
+    cfg = _config(
+        tmp_path,
+        tiny_model_dir,
+        "kto",
+        data,
+        training={"max_length": MAX_LENGTH, "max_steps": 1, "per_device_train_batch_size": 2},
+    )
+    _check(cfg, tmp_path, tiny_model_dir)

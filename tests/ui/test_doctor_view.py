@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pytestqt.qtbot import QtBot
 
 from app.ui.dataset_picker import DatasetPicker
@@ -23,6 +24,7 @@ def _demo_config(tmp_path: Path, **dataset: Any) -> dict[str, Any]:
     return config
 
 
+@pytest.mark.slow  # the real doctor subprocess imports transformers and TRL: about 20 s here
 def test_doctor_view_shows_samples_histogram_and_findings(qtbot: QtBot, tmp_path: Path) -> None:
     rows = (REPO_ROOT / "resources/datasets/demo-chat.jsonl").read_text().splitlines()
     data = tmp_path / "chat.jsonl"

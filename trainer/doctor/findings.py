@@ -29,8 +29,9 @@ LENGTH_BIAS_SHARE = 0.75
 LENGTH_BIAS_MIN_PAIRS = 20
 # TRL's KTO guidance (https://huggingface.co/docs/trl/kto_trainer, "Imbalanced data"): weight the
 # rarer kind up so that (desirable_weight x desirable rows) / (undesirable_weight x undesirable
-# rows) lies between 1:1 and 4:3.
-KTO_RATIO_RANGE = (1.0, 4.0 / 3.0)
+# rows) lies between 1:1 and 4:3. KTOTrainer._prepare_dataset checks the same with 1.33 (from
+# Eq. 8 of the KTO paper) and recommends either weight's range; so does the doctor.
+KTO_RATIO_RANGE = (1.0, 1.33)
 KTO_DOCS = "https://huggingface.co/docs/trl/kto_trainer#imbalanced-data"
 # parameters TRL passes to every reward function itself (not dataset columns)
 _TRL_REWARD_ARGS = {"completions", "prompts", "completion_ids", "trainer_state", "log_extra"}
@@ -265,13 +266,14 @@ def kto_balance(
     low, high = KTO_RATIO_RANGE
     if low <= ratio <= high:
         return []
-    # weights that bring the ratio into range, changing only the rarer side's weight
-    if ratio < low:
-        advice = f"kto.desirable_weight to about {undesirable_weight * bad / good:.2f}"
-        rare = [line for line, d in labels if d]
-    else:
-        advice = f"kto.undesirable_weight to about {desirable_weight * good / bad:.2f}"
-        rare = [line for line, d in labels if not d]
+    # TRL's own recommendation: EITHER desirable_weight OR undesirable_weight in these ranges
+    d_base = bad * undesirable_weight / good
+    u_base = good * desirable_weight / bad
+    advice = (
+        f"kto.desirable_weight in [{d_base:.2f}, {d_base * high:.2f}] or "
+        f"kto.undesirable_weight in [{u_base / high:.2f}, {u_base:.2f}] (not both)"
+    )
+    rare = [line for line, d in labels if d == (good < bad)]
     return [
         Finding(
             kind="kto_imbalance",
@@ -279,8 +281,8 @@ def kto_balance(
             count=min(good, bad),
             message=f"{good} desirable and {bad} undesirable rows: weighted ratio {ratio:.2f}, "
             f"outside TRL's guidance of {low:g} to {high:.2f}",
-            hint=f"set {advice} (TRL's KTO docs: weighted desirable / undesirable between 1:1 "
-            f"and 4:3, {KTO_DOCS})",
+            hint=f"set {advice}: TRL's KTO guidance is a weighted desirable / undesirable "
+            f"ratio between 1:1 and 4:3 ({KTO_DOCS})",
             lines=_lines(rare),
             detail={
                 "desirable": good,

@@ -180,7 +180,9 @@ def trl_encode(examples: Sequence[dict[str, Any]], ctx: EncodeContext) -> list[l
         ]
     from trl.trainer.kto_trainer import KTOTrainer
 
-    kto_stand_in: Any = SimpleNamespace(_tokenizer=tok)
+    # calculate_KL adds mismatched (prompt, other completion) pairs for the KL estimate: extra
+    # sequences, not the rows' own marks
+    kto_stand_in: Any = SimpleNamespace(_tokenizer=tok, calculate_KL=False)
     done = KTOTrainer._prepare_dataset(kto_stand_in, dataset, tok, args, "doctor")
     return [
         [_joined("", p, c, len(p))]
