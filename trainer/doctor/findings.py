@@ -19,7 +19,7 @@ from typing import Any
 
 from trainer.data.prepare import text_of
 from trainer.data.readers import Row
-from trainer.doctor.near_dup import near_duplicate_groups, normalise
+from trainer.doctor.near_dup import digest, near_duplicate_groups, normalise
 
 SEVERITIES = ("error", "warning", "info")
 EXAMPLE_LINES = 10  # example line numbers kept per finding
@@ -126,11 +126,11 @@ def duplicates(rows: Sequence[Row]) -> list[Finding]:
     """Exact repeats (the same JSON), then near repeats: the same text once case, punctuation
     and spacing are ignored, or a word-triple MinHash estimate of similarity >= 0.85 (near_dup)."""
     findings: list[Finding] = []
-    first_seen: dict[str, int] = {}
+    first_seen: dict[bytes, int] = {}  # by digest: a copy of every row's text would double memory
     exact: list[tuple[int, int]] = []  # (line, line of the first copy)
     unique: list[Row] = []
     for row in rows:
-        key = json.dumps(row.data, sort_keys=True, ensure_ascii=False, default=str)
+        key = digest(json.dumps(row.data, sort_keys=True, ensure_ascii=False, default=str))
         if key in first_seen:
             exact.append((row.line, first_seen[key]))
         else:

@@ -11,6 +11,7 @@ row contributes at most ``MAX_SHINGLES`` triples, so the cost stays linear in th
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 
@@ -21,6 +22,11 @@ MAX_SHINGLES = 256
 BUCKET_CAP = 64
 _EMPTY = -1
 _NON_WORD = re.compile(r"[\W_]+")
+
+
+def digest(text: str) -> bytes:
+    """16 bytes that stand for ``text`` in a set of seen texts (a collision: about 2^-64 a pair)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def normalise(text: str) -> str:
@@ -74,15 +80,16 @@ class _Groups:
 def near_duplicate_groups(texts: list[str]) -> list[list[int]]:
     """Groups (sorted index lists, two or more) of texts that are near duplicates."""
     groups = _Groups()
-    by_norm: dict[str, int] = {}
+    by_norm: dict[bytes, int] = {}
     signatures: dict[int, list[int]] = {}
     buckets: dict[tuple[int, int, int], list[int]] = defaultdict(list)
     for i, text in enumerate(texts):
         norm = normalise(text)
-        if norm in by_norm:
-            groups.union(by_norm[norm], i)
+        key = digest(norm)
+        if key in by_norm:
+            groups.union(by_norm[key], i)
             continue
-        by_norm[norm] = i
+        by_norm[key] = i
         words = norm.split()
         if len(words) < 3:
             continue
