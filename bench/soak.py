@@ -15,7 +15,8 @@ series update, plus the paints of its plots that Qt does after it), the GUI loop
 lateness, the app's RSS after the 8M-point load and its peak RSS. Targets: nothing lost, frame
 p99 < 33 ms, RSS < 400 MB with 8 x 1M points loaded.
 
-Run: ``.venv/bin/python bench/soak.py [--seconds 120 --trainers 10 --rate 100 --batch 25]``.
+Run: ``.venv/bin/python bench/soak.py [--seconds 120 --trainers 10 --rate 100 --batch 25]``
+(``SOAK_DUMP=1`` also prints the slowest frames and the first ones, which build the plots).
 CI does not run benches (they print ratios and figures; a busy machine changes them).
 """
 
@@ -231,8 +232,12 @@ def _load_history(
         job_id = f"history-{i}"
         series = data.job(job_id).series.setdefault("train_loss", Series())
         steps = np.arange(1, LOAD_POINTS + 1, dtype=np.float64)
-        values = 2.0 + np.cumsum(rng.standard_normal(LOAD_POINTS)) / 1000
+        values = rng.standard_normal(LOAD_POINTS)  # a random walk, made in place: the bench's
+        np.cumsum(values, out=values)  # own temporaries are not what is measured
+        values /= 1000
+        values += 2.0
         series.extend(steps, values, steps)
+        del steps, values
         ids.append(job_id)
     view = window.job_view.charts
     view.set_jobs([(job_id, job_id) for job_id in ids])
@@ -362,6 +367,10 @@ def main() -> int:
         f"  frame CPU p50 / p99       {statistics.median(soak_cpu):7.1f} / {_p99(soak_cpu):.1f} ms"
         "   (the GUI thread's own CPU time: what the frame costs on an idle machine)"
     )
+    if os.environ.get("SOAK_DUMP"):
+        print("  slowest frames CPU ms", [round(v, 1) for v in sorted(soak_cpu)[-8:]])
+        print("  first frames CPU ms", [round(v, 1) for v in soak_cpu[:8]])
+        print("  slowest frames wall ms", [round(v, 1) for v in sorted(soak_frames)[-8:]])
     print(f"  GUI loop lateness p99/max {_p99(lags_ms):7.1f} / {max(lags_ms, default=0):.1f} ms")
     print(
         f"  peak RSS during the soak  {soak_peak:10.0f} MB"

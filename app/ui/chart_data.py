@@ -125,6 +125,9 @@ def _ema_raw(values: np.ndarray, weight: float, start: float) -> tuple[np.ndarra
 
 
 LOD_FACTOR = 4
+# the smallest block kept in a pyramid level: a level of blocks of 64 costs a quarter of a byte a
+# point; finer ones (a zoomed window) are read from the values each time, which is cheap
+STORED_BLOCK = 64
 STEP_DTYPE = np.dtype(np.int32)  # whole steps up to 2^31; a fractional or larger one widens it
 WIDE_STEP_DTYPE = np.dtype(np.float64)
 _INT32_MAX = float(np.iinfo(np.int32).max)
@@ -180,8 +183,10 @@ class Pyramid:
         while (i1 // (size * LOD_FACTOR)) - (i0 // (size * LOD_FACTOR)) > budget:
             size *= LOD_FACTOR
         per = -(-(i1 // size - i0 // size) // budget)  # ceil: blocks per group
-        if size == 1:
+        if size < STORED_BLOCK:
+            # a window of at most 64 x budget points: read from the values, nothing kept
             fine_min = fine_max = values
+            size, per = 1, size * per
         else:
             fine_min, fine_max = self.level(values, size)
         size *= per
@@ -241,13 +246,17 @@ class Series:
         pyramids = sum(p.nbytes() for p in self._pyramids.values())
         return self._n * self.bytes_per_point() + pyramids + smooth
 
-    def _fit_steps(self, steps: np.ndarray) -> None:
-        """Widen the steps to float64 when some of ``steps`` are not whole int32 numbers."""
-        if self._steps.dtype == WIDE_STEP_DTYPE or steps.size == 0:
-            return
-        whole = bool(np.all(steps == np.floor(steps)))
-        if not whole or float(steps.min()) < -_INT32_MAX or float(steps.max()) > _INT32_MAX:
+    def _fit_steps(self, steps: np.ndarray) -> np.ndarray:
+        """``steps`` in the dtype they are stored in, the stored steps widened to float64 first
+        when some of ``steps`` are not whole int32 numbers. (A cast and a compare: no float64
+        temporary the size of a history load.)"""
+        if self._steps.dtype == STEP_DTYPE and steps.size:
+            if float(steps.min()) >= -_INT32_MAX and float(steps.max()) <= _INT32_MAX:
+                whole = steps.astype(STEP_DTYPE)
+                if np.array_equal(whole, steps):
+                    return whole
             self._steps = self._steps.astype(WIDE_STEP_DTYPE)
+        return steps
 
     def _fit_step(self, step: float) -> None:
         # the one-point case of _fit_steps without numpy: add() runs for every incoming metric
@@ -300,11 +309,12 @@ class Series:
         k = steps.size
         if k == 0:
             return
-        if (self._n and steps[0] <= self._steps[self._n - 1]) or np.any(np.diff(steps) <= 0):
+        rising = bool(np.all(steps[1:] > steps[:-1]))
+        if (self._n and steps[0] <= self._steps[self._n - 1]) or not rising:
             for s, v, t in zip(steps, values, times, strict=True):
                 self.add(float(s), float(v), float(t))
             return
-        self._fit_steps(steps)
+        steps = self._fit_steps(steps)
         self._grow(self._n + k)
         self._steps[self._n : self._n + k] = steps
         self._values[self._n : self._n + k] = values

@@ -308,10 +308,10 @@ class ChartsView(QWidget):
                     _set_data(curve.smooth, xs, ys, log=log)
                 curve.drawn = state
                 touched.add(panel_of(metric))
-        for key in touched:
+        for panel_key in touched:
             # pyqtgraph fits the view to new data while it paints, and the axes' new ticks then
             # take a second paint; fitting it now makes one paint a frame
-            self.plots[key].scene().prepareForPaint()
+            self.plots[panel_key].scene().prepareForPaint()
         self._frame_s = time.perf_counter() - began
         self.redrawn.emit()
 

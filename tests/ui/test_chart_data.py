@@ -179,3 +179,51 @@ def test_a_small_series_is_drawn_point_for_point() -> None:
     series.extend(np.arange(100), np.arange(100.0), np.zeros(100))
     x, y = series.decimated(series.steps, 0.0, budget=1000)
     assert list(x) == list(y) == list(range(100))
+
+
+def test_a_stored_point_costs_20_bytes_and_a_whole_view_adds_almost_nothing() -> None:
+    """The memory design (issue 8: 8 x 1M points under 400 MB): int32 steps, float64 values and
+    times, and only the pyramid levels a view has used."""
+    n = 1_000_000
+    series = Series()
+    steps = np.arange(1, n + 1, dtype=np.float64)
+    series.extend(steps, np.random.default_rng(4).normal(size=n), steps)
+    assert series.steps.dtype == np.int32
+    assert series.bytes_per_point() == 20
+    series.decimated(series.steps, 0.0, budget=500)  # what drawing the whole series takes
+    assert series.nbytes() <= 20 * n + 64 * 1024
+    series.decimated(series.steps, 0.0, lo=1000, hi=9000, budget=500)  # zoomed in: a finer level
+    assert series.nbytes() <= 21 * n
+
+
+def test_fractional_or_huge_steps_widen_the_steps_and_keep_them_exact() -> None:
+    series = Series()
+    series.extend(np.arange(1, 4), np.ones(3), np.zeros(3))
+    series.add(3.5, 2.0, 0.0)
+    series.add(2**40, 3.0, 0.0)
+    assert series.steps.dtype == np.float64
+    assert list(series.steps) == [1, 2, 3, 3.5, 2**40]
+    assert list(series.values) == [1, 1, 1, 2, 3]
+
+
+@pytest.mark.parametrize("n", [700, 2000, 123_457, 1_000_000])
+@pytest.mark.parametrize("window", [None, (0.3, 0.6)])
+def test_decimation_lands_between_half_the_budget_and_the_budget_and_keeps_the_peaks(
+    n: int, window: tuple[float, float] | None
+) -> None:
+    values = np.random.default_rng(n).normal(size=n)
+    series = Series()
+    series.extend(np.arange(n), values, np.zeros(n))
+    lo, hi = (n * window[0], n * window[1]) if window else (None, None)
+    x, y = series.decimated(series.steps, 0.0, lo, hi, budget=268)
+    i0 = 0 if lo is None else int(lo)
+    i1 = n if hi is None else int(hi) + 2
+    if i1 - i0 > 2 * 268:  # min and max of each block, and of the partial last one
+        assert 268 < len(x) <= 2 * 268 + 2
+    else:
+        assert len(x) == i1 - i0  # point for point
+    assert np.all(np.diff(x) >= 0)
+    inside = values[i0:i1]
+    assert y.max() >= inside.max() and y.min() <= inside.min()
+    if window is None:
+        assert (y.max(), y.min()) == (values.max(), values.min())

@@ -134,3 +134,61 @@ def test_zooming_in_redraws_the_window_point_for_point(qtbot, charts) -> None:
     qtbot.waitUntil(lambda: curve.raw.xData[0] > 800)
     # the window plus a view's width either side, every point in it
     assert list(curve.raw.xData) == list(range(899, 1201))
+
+
+def test_hidden_charts_do_not_redraw_until_shown(qtbot, charts) -> None:
+    view, data = charts
+    view.set_jobs([("a", "a")])
+    qtbot.waitUntil(lambda: view.redraw_count >= 1)
+    view.hide()
+    before = view.redraw_count
+    data.add_points("a", _points(5))
+    view.data_changed("a", {"train_loss"})
+    qtbot.wait(FRAME_MS * 4)
+    assert view.redraw_count == before  # another tab is in front: nothing drawn
+    view.show()
+    qtbot.waitUntil(lambda: view.redraw_count == before + 1)
+    assert len(view.plotted("a", "train_loss")) == 5
+
+
+def test_a_frame_paints_each_plot_once(qtbot, charts) -> None:
+    view, data = charts
+    data.add_points("a", _points(50))
+    view.set_jobs([("a", "a")])
+    view.redraw()
+    qtbot.wait(FRAME_MS * 4)
+    painted: list[float] = []
+    view._painted = painted.append  # type: ignore[method-assign]
+    for plot in view.plots.values():
+        plot._on_paint = painted.append
+    data.add_points("a", _points(50, start=50))  # the view follows the data: new x range
+    view.redraw()
+    qtbot.wait(FRAME_MS * 6)
+    # pyqtgraph fits the view while painting, which used to take a second paint with new ticks
+    assert len(painted) == len(view.plots) == 2
+
+
+def test_a_costly_frame_delays_the_next_in_proportion(qtbot, charts) -> None:
+    view, _ = charts
+    view._frame_s, view._painting_s = 0.05, 0.07  # a redraw of 50 ms and its paints of 70 ms
+    view.schedule()
+    assert view._timer.interval() == 120  # drawing keeps at most half of the GUI thread
+    view._timer.stop()
+    view._frame_s = view._painting_s = 0.0
+    view.schedule()
+    assert view._timer.interval() == FRAME_MS
+
+
+def test_log_scale_draws_log10_and_leaves_a_gap_for_non_positive_values(qtbot, charts) -> None:
+    view, data = charts
+    data.add_points(
+        "a", [{"step": s, "train_loss": v} for s, v in enumerate([100.0, 10.0, 0.0, 1.0])]
+    )
+    view.set_jobs([("a", "a")])
+    view.log_scale.setChecked(True)
+    view.redraw()
+    y = view.plotted("a", "train_loss")
+    assert list(y[[0, 1, 3]]) == [2.0, 1.0, 0.0] and not np.isfinite(y[2])
+    view.log_scale.setChecked(False)
+    view.redraw()
+    assert list(view.plotted("a", "train_loss")) == [100.0, 10.0, 0.0, 1.0]
