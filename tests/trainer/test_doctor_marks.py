@@ -19,7 +19,7 @@ import pytest
 from trainer.config import RunConfig, parse_config
 from trainer.data import detect_format, read_rows
 from trainer.data.prepare import prepare_groups
-from trainer.doctor.marks import Cut, Encoded, batch_encode, cut, encode_context
+from trainer.doctor.marks import Cut, Encoded, batch_encode, cut, encode_context, trl_encode
 from trainer.doctor.report import run_doctor
 
 MAX_LENGTH = 40
@@ -193,6 +193,7 @@ def _check(cfg: RunConfig, tmp_path: Path, tiny_model_dir: Path) -> None:
         ("prompt_completion", _prompt_completion(), {}),
         ("alpaca", _alpaca(), {}),
         ("messages_full_loss", _messages(), {"sft": {"completion_only_loss": False}}),
+        ("text", [{"text": "a short document."}, {"text": LONG}], {}),
     ],
 )
 def test_sft_marks_equal_trl_collator_labels(
@@ -203,16 +204,23 @@ def test_sft_marks_equal_trl_collator_labels(
     extra: dict[str, Any],
 ) -> None:
     data = _write(tmp_path / f"{name}.jsonl", rows)
-    if name == "messages_full_loss":
-        # every token trained: only an empty sequence could be dropped, so shorten nothing
+    if name in ("messages_full_loss", "text"):
+        # every token trained: nothing is dropped, a long row is only cut
         cfg = _config(tmp_path, tiny_model_dir, "sft", data, **extra)
         trainer, tokenizer = _trl_trainer(cfg, tmp_path)
         expected = _collated(trainer, "sft")
         ctx = encode_context(cfg, tokenizer)
-        examples = [ex for g in prepare_groups(read_rows(str(data)), "messages", "sft") for ex in g]
-        got = [[_kept(e, cut(e, ctx)) for e in seqs] for seqs in batch_encode(examples, ctx)]
+        fmt = "text" if name == "text" else "messages"
+        examples = [ex for g in prepare_groups(read_rows(str(data)), fmt, "sft") for ex in g]
+        encoded = batch_encode(examples, ctx)
+        got = [[_kept(e, cut(e, ctx)) for e in seqs] for seqs in encoded]
         assert got == expected
         assert all(all(t) for seqs in got for _, t in seqs)
+        assert any(cut(e, ctx).truncated(len(e.ids)) for seqs in encoded for e in seqs)
+        exact = trl_encode(examples, ctx)
+        assert [[(e.ids, e.trained) for e in g] for g in exact] == [
+            [(e.ids, e.trained) for e in g] for g in encoded
+        ]
         return
     _check(_config(tmp_path, tiny_model_dir, "sft", data, **extra), tmp_path, tiny_model_dir)
 

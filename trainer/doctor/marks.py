@@ -39,7 +39,7 @@ class Encoded:
     part: str
     ids: list[int]
     trained: list[bool]
-    prompt_len: int  # tokens before the completion, before any prompt truncation
+    prompt_len: int  # DPO/KTO: tokens before the completion, before any prompt truncation
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,15 @@ from trainer.doctor.findings import (
     reward_fields,
 )
 from trainer.doctor.lengths import histogram
-from trainer.doctor.marks import Cut, EncodeContext, Encoded, batch_encode, cut, trl_encode
+from trainer.doctor.marks import (
+    PROMPT_ONLY_METHODS,
+    Cut,
+    EncodeContext,
+    Encoded,
+    batch_encode,
+    cut,
+    trl_encode,
+)
 
 Progress = Callable[[int, int], None]
 CHUNK = 2000  # examples tokenised per batch (and per progress event)
@@ -297,6 +305,21 @@ def _measure(
         notes.append(
             "ORPO's tokenisation (trl.experimental) is not mirrored: its marks follow DPO's"
         )
+    prompt_only = ctx.method in PROMPT_ONLY_METHODS
+    if prompt_only:
+        notes.append(
+            f"{ctx.method} generates its answers: the samples are the prompts as the policy sees "
+            "them (chat template with the generation prompt), nothing in them is trained on"
+        )
+    if ctx.packing:
+        notes.append(
+            f"rows are packed into blocks of {ctx.max_length} tokens ({ctx.packing_strategy}): "
+            + (
+                "what overflows a block continues in the next, nothing is cut"
+                if ctx.packing_strategy == "wrapped"
+                else "a row longer than a block is cut"
+            )
+        )
     lengths: list[int] = []
     truncated_lines: list[int] = []
     dropped_lines: list[int] = []
@@ -340,7 +363,7 @@ def _measure(
         findings=findings,
         samples=samples,
         tokenizer=ctx.tokenizer,
-        checked_against_trl=sum(len(g) for g in exact_head),
+        checked_against_trl=0 if prompt_only else sum(len(g) for g in exact_head),
         path="batched" if agreed else "trl",
         notes=notes,
     )
