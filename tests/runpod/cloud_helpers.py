@@ -19,7 +19,14 @@ from tests.runpod.agent_fixtures import tiny_run_config
 from tests.runpod.fake_runpod import ACCOUNT_KEY, FakeRunPod
 from trainer.config import RunConfig, parse_config
 
-FAST = Timeouts(provision_s=60.0, pod_check_s=0.1, final_alert_s=60.0, verify_s=0.05)
+FAST = Timeouts(
+    provision_s=60.0,
+    pod_check_s=0.1,
+    final_alert_s=60.0,
+    verify_s=0.05,
+    transfer_retry_s=30.0,
+    collect_on_failure_s=5.0,
+)
 RUN_TIMEOUT_S = 180.0
 
 

@@ -282,6 +282,7 @@ def test_a_pod_that_goes_to_error_fails_the_job_and_is_terminated(
     store.close()
 
 
+@pytest.mark.slow
 def test_a_trainer_silent_too_long_is_stopped_and_its_pod_terminated(
     fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

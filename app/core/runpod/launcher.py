@@ -101,6 +101,8 @@ class Timeouts:
     # an upload or download cut by the proxy is tried again (it resumes) this long before the
     # run is given up
     transfer_retry_s: float = 2 * 60.0
+    # after a failure: how long to try to bring the artifacts home before the pod is terminated
+    collect_on_failure_s: float = 2 * 60.0
 
 
 @dataclass
@@ -588,7 +590,7 @@ class RunPodLauncher:
         # what the run left is worth the download even when it failed (a checkpoint)
         if run.agent is not None and run.ledger.phase in ("training", "collecting"):
             try:
-                await asyncio.wait_for(self._collect(run), self.timeouts.final_alert_s)
+                await asyncio.wait_for(self._collect(run), self.timeouts.collect_on_failure_s)
             except Exception as collect_err:
                 log.error("job %s: artifacts not collected: %s", run.job_id, collect_err)
         try:
