@@ -404,3 +404,26 @@ def test_a_trainer_that_fails_on_the_pod_fails_the_job_and_ends_the_pod(
     assert job.exit_code not in (None, 0)
     assert fake_runpod.live_pods() == []
     store.close()
+
+
+def test_a_budget_spent_before_the_pod_runs_gives_the_pod_up(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_app_at(fake_runpod, monkeypatch)
+    fake_runpod.provision_s = 30.0  # a pod slow to start
+    # an H100 at $2.69/h spends this budget in about a second and a half
+    cfg = cloud_config(gpu_type="NVIDIA H100 80GB HBM3", budget_usd=0.001)
+    store = Store()
+
+    async def run() -> str:
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            await asyncio.wait_for(launcher.wait(job.id), 30)
+            return job.id
+
+    job_id = asyncio.run(run())
+    job = store.require_job(job_id)
+    assert job.status == "failed" and "budget" in (job.error or ""), job.error
+    assert fake_runpod.live_pods() == []
+    store.close()

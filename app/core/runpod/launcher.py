@@ -336,6 +336,7 @@ class RunPodLauncher:
         while True:
             if run.cancel_requested:
                 return
+            self._refuse_spent_budget(run)
             try:
                 pod = await self.client.get_pod(run.pod_id)
             except (RunPodUnavailable, RunPodRateLimited) as err:
@@ -362,6 +363,7 @@ class RunPodLauncher:
         while True:
             if run.cancel_requested:
                 return
+            self._refuse_spent_budget(run)
             try:
                 await run.agent.health()
                 return
@@ -503,6 +505,16 @@ class RunPodLauncher:
             reason = f"the budget of ${budget:.2f} was reached (${spent:.2f} spent)"
             log.warning("job %s: stopping: %s", run.job_id, reason)
             run.stop(reason, self.timeouts.final_alert_s)
+
+    def _refuse_spent_budget(self, run: _Run) -> None:
+        """Before training: a pod that takes its budget to start is given up."""
+        budget = run.cfg.runpod.budget_usd
+        spent = run.ledger.dollars(time.time())
+        if budget_state(spent, budget) == "spent":
+            raise LaunchError(
+                f"the budget of ${budget:.2f} was spent (${spent:.2f}) before the trainer started",
+                "The pod took long to start; try another GPU type or raise runpod.budget_usd.",
+            )
 
     async def _check_limits(self, run: _Run, silence_s: float) -> bool:
         """True when the wait for a stopped trainer is over (it confirmed, or time is up)."""
