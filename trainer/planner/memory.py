@@ -273,8 +273,21 @@ class Batch:
     scored_len: int  # tokens per sequence that reach the LM head
 
 
+def lora_input_size(cfg: RunConfig, e: int, precision: str) -> int:
+    """Bytes per input element an adapter keeps for backward besides the dropout mask: peft
+    casts the input to the adapter's dtype before dropout (``_cast_input_dtype``), and that copy
+    is what backward holds, under autocast or not (measured with saved-tensor hooks on
+    SmolLM2-135M: 5 bytes per input feature with dropout, fp32 adapters, bf16 autocast)."""
+    return adapter_size(cfg)
+
+
 def layer_activation_bytes(
-    shapes: ModelShapes, cfg: RunConfig, e: int, seq_len: int, lora: list[TensorSpec]
+    shapes: ModelShapes,
+    cfg: RunConfig,
+    e: int,
+    seq_len: int,
+    lora: list[TensorSpec],
+    lora_e: int | None = None,
 ) -> float:
     """Bytes one decoder layer saves for backward, per token.
 
@@ -289,9 +302,9 @@ def layer_activation_bytes(
     - full fine-tuning adds e*h per RMSNorm (its weight's gradient needs the normalised input);
     - eager attention adds (4 + e)*a*s (fp32 softmax and its output: Korthikanti's 5as term);
     - LoRA, per adapted Linear with input width k: the dropout mask (1 byte, a bool) + the
-      dropped input lora_A's matmul saves, in the compute dtype (e: autocast casts peft's
-      float32 copy back to 16 bits) per input feature, + e*r for A's output (peft
-      ``lora.Linear.forward``); without dropout, e*k + e*r.
+      dropped input lora_A's matmul saves, c bytes per input feature, + c*r for A's output
+      (peft ``lora.Linear.forward``; c = ``lora_input_size``, the adapter's dtype); without
+      dropout, c*k + c*r.
     """
     h, d = shapes.hidden_size, shapes.head_dim
     a, kv, inter = shapes.num_heads, shapes.num_kv_heads, shapes.intermediate_size
@@ -303,9 +316,10 @@ def layer_activation_bytes(
     if cfg.model.attn_implementation == "eager":
         total += (4 + e) * a * seq_len
     layers = max(1, shapes.num_layers)
-    per_input = 1 + e if cfg.adapter.dropout > 0 else e
+    c = lora_e or e
+    per_input = 1 + c if cfg.adapter.dropout > 0 else c
     for t in lora:
-        total += (per_input * t.shape[1] + e * cfg.adapter.r) / layers
+        total += (per_input * t.shape[1] + c * cfg.adapter.r) / layers
     return total
 
 
@@ -330,7 +344,12 @@ def head_activation_bytes(shapes: ModelShapes, cfg: RunConfig, e: int, batch: Ba
 
 
 def activation_bytes(
-    shapes: ModelShapes, cfg: RunConfig, e: int, batch: Batch, lora: list[TensorSpec]
+    shapes: ModelShapes,
+    cfg: RunConfig,
+    e: int,
+    batch: Batch,
+    lora: list[TensorSpec],
+    precision: str = "bf16",
 ) -> int:
     """Activations of one micro-batch forward, held until its backward.
 
@@ -340,7 +359,8 @@ def activation_bytes(
     recomputation": 2sbhL in 16-bit), and one layer's activations exist again while it is
     recomputed during backward; + the head."""
     tokens = batch.sequences * batch.seq_len
-    layer = layer_activation_bytes(shapes, cfg, e, batch.seq_len, lora)
+    lora_e = lora_input_size(cfg, e, precision)
+    layer = layer_activation_bytes(shapes, cfg, e, batch.seq_len, lora, lora_e)
     layers = shapes.num_layers
     if cfg.training.gradient_checkpointing:
         body = layers * e * shapes.hidden_size * tokens + layer * tokens
@@ -454,7 +474,7 @@ def estimate_memory(
         ),
         MemoryPart(
             "activations",
-            activation_bytes(shapes, cfg, e, batch, lora),
+            activation_bytes(shapes, cfg, e, batch, lora, precision),
             f"{batch.sequences} x {batch.seq_len} tokens"
             + (", checkpointed" if cfg.training.gradient_checkpointing else ""),
         ),
