@@ -123,6 +123,12 @@ class MainWindow(QMainWindow):
             "&Delete", QKeySequence(keys.Delete), self.delete_selected, "Remove from history"
         )
         self.about_action = self._action("&About Tunedeck", None, self.about, "About")
+        self.export_action = self._action(
+            "E&xport model…",
+            "Ctrl+E",
+            self.export_selected,
+            "Merged safetensors, GGUF for llama.cpp/Ollama, or the Hugging Face Hub",
+        )
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -148,7 +154,13 @@ class MainWindow(QMainWindow):
             toolbar.addAction(action)
 
     def _job_actions(self) -> list[QAction]:
-        return [self.cancel_action, self.resume_action, self.duplicate_action, self.delete_action]
+        return [
+            self.cancel_action,
+            self.resume_action,
+            self.duplicate_action,
+            self.export_action,
+            self.delete_action,
+        ]
 
     def _build_body(self) -> None:
         left = QWidget(self)
@@ -195,7 +207,12 @@ class MainWindow(QMainWindow):
 
         self.job_view = JobView(self)
         self.job_view.retry_less_memory.connect(self.retry_with_less_memory)
-        for action in (self.cancel_action, self.resume_action, self.duplicate_action):
+        for action in (
+            self.cancel_action,
+            self.resume_action,
+            self.duplicate_action,
+            self.export_action,
+        ):
             self.job_view.add_action_button(action)
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
@@ -326,6 +343,8 @@ class MainWindow(QMainWindow):
         self.resume_action.setEnabled(attached and ended and resumable)
         self.duplicate_action.setEnabled(attached and job is not None)
         self.delete_action.setEnabled(attached and ended)
+        finished = job is not None and job.status in ("completed", "cancelled", "failed")
+        self.export_action.setEnabled(attached and ended and finished)
 
     def _alive(self, job_id: str) -> bool:
         return self.service is not None and self.service.process_alive(job_id)
@@ -474,6 +493,33 @@ class MainWindow(QMainWindow):
             self.chart_data.forget(job.id)
             self.jobs.refresh(job.id)
         self._show_selection()
+
+    def export_selected(self) -> None:
+        """The Export dialog for the current job (app/ui/export_dialog.py)."""
+        record = self.current_job()
+        job = self.service.get_job(record.id) if self.service and record else None
+        from app.core.jobs import Job
+
+        if not isinstance(job, Job):
+            return
+        from app.core.launcher import LaunchError
+        from app.core.trainer_env import launch_python
+        from app.ui.export_dialog import ExportDialog
+
+        try:
+            python = launch_python()
+        except LaunchError as err:
+            QMessageBox.warning(self, "Export", f"{err}\n\n{err.hint}")
+            return
+
+        def hub_token() -> str | None:
+            from app.core.credentials import CredentialStore
+
+            return CredentialStore().get("hf_token")
+
+        dialog = ExportDialog(job, python=python, token_source=hub_token, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
 
     def about(self) -> None:
         show_about(self)
