@@ -10,6 +10,8 @@
                                               # what the model will learn from the dataset
     python -m trainer export --config C.json (--merged OUT | --gguf f16|q8_0 OUT | --hub REPO)
                                               # a finished job's model (JSON-lines progress)
+    python -m trainer chat --config C.json [--run-dir D] [--checkpoint N | --base]
+                                              # talk to a job's model (JSON lines on stdin/out)
 
 Expected failures (a config or dataset a user can fix) print one line per problem on stderr and
 exit 2; anything else is a bug and prints its traceback (exit 1).
@@ -28,7 +30,7 @@ from typing import Any
 from trainer.config import ConfigError, json_schema, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USER_ERROR = 0, 1, 2
-SUBCOMMANDS = ("schema", "validate", "make-tiny-model", "plan", "doctor", "export")
+SUBCOMMANDS = ("schema", "validate", "make-tiny-model", "plan", "doctor", "export", "chat")
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -70,6 +72,10 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
         from trainer.export.cli import add_export_arguments
 
         add_export_arguments(p)
+    elif command == "chat":
+        from trainer.chat.cli import add_chat_arguments
+
+        add_chat_arguments(p)
     return p
 
 
@@ -155,6 +161,10 @@ def dispatch(argv: list[str]) -> int:
             from trainer.export.cli import cmd_export
 
             return cmd_export(ns)
+        if command == "chat":
+            from trainer.chat.cli import cmd_chat
+
+            return cmd_chat(ns)
         return cmd_make_tiny_model(ns.folder)
     ns = _train_parser().parse_args(argv)
     return cmd_train(ns.config, ns.execution_id, ns.num_processes)
