@@ -22,6 +22,7 @@ EXIT_OK, EXIT_USER_ERROR = 0, 2
 async def catalog_offers(cloud: str) -> GpuOffers:
     """The live catalog when a RunPod key is stored and answers, else the shipped table."""
     from app.core.credentials import CredentialStore
+    from app.core.runpod.endpoints import runpod_endpoints
     from app.core.runpod.errors import RunPodError
 
     try:
@@ -30,7 +31,7 @@ async def catalog_offers(cloud: str) -> GpuOffers:
         key = None
     if key:
         try:
-            return await live_offers(key, cloud)
+            return await live_offers(key, cloud, runpod_endpoints().api_url)
         except (RunPodError, OSError):
             pass
     return table_offers(cloud)
