@@ -75,9 +75,18 @@ def signal_group(pid: int, *, hard: bool = False) -> None:
     the hard stop is TerminateProcess (what ``os.kill`` does there with any other value).
     """
     try:
-        if sys.platform == "win32":
-            os.kill(pid, CTRL_BREAK_EVENT if not hard else signal.SIGTERM)
-        else:
+        if sys.platform != "win32":
             os.killpg(pid, signal.SIGKILL if hard else signal.SIGTERM)
+        elif hard:
+            os.kill(pid, signal.SIGTERM)
+        else:
+            try:
+                os.kill(pid, CTRL_BREAK_EVENT)
+            except ProcessLookupError:
+                raise
+            except OSError:
+                # GenerateConsoleCtrlEvent needs a console shared with the trainer; without
+                # one no clean stop can be asked for, and waiting would only delay the kill
+                os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass

@@ -53,6 +53,21 @@ def test_windows_cancel_sends_ctrl_break_then_terminates(monkeypatch: pytest.Mon
     ]
 
 
+def test_windows_without_a_shared_console_terminates(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[int] = []
+
+    def kill(pid: int, sig: int) -> None:
+        sent.append(sig)
+        if sig == processes.CTRL_BREAK_EVENT:
+            raise OSError(6, "The handle is invalid")  # what a process without a console gets
+
+    monkeypatch.setattr(os, "kill", kill)
+    with monkeypatch.context() as windows:
+        windows.setattr(sys, "platform", "win32")
+        processes.signal_group(4242)
+    assert sent == [processes.CTRL_BREAK_EVENT, signal.SIGTERM]
+
+
 def test_on_windows_the_launcher_starts_the_trainer_in_a_new_process_group(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
