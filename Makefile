@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-fast lint fmt bench screenshots package test-package clean
+.PHONY: run demo test test-fast lint fmt bench screenshots package test-package check-gguf clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# llama.cpp runs our GGUF export as transformers runs the model (same 16 greedy tokens on three
+# prompts, SmolLM2-135M). Outside `make test`: llama-cpp-python builds from source (slow).
+check-gguf: $(STAMP)
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF $${CMAKE_ARGS:-}" \
+		$(PY) -m pip install --quiet -c requirements/constraints.txt llama-cpp-python
+	$(PY) scripts/check_gguf.py
 
 # The installers (packaging/, scripts/build_package.sh): the one-folder app in dist/tunedeck
 # and a .deb, built from their own environment (build/package-venv: no ML stack in it).

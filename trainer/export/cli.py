@@ -245,7 +245,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
             result = run_export(ns, progress)
     except (ExportError, ConfigError) as err:
         problems = getattr(err, "problems", None) or [str(err)]
-        where = f"{err.source}: " if getattr(err, "source", None) else ""
+        source = getattr(err, "source", None)
+        where = f"{source}: " if source else ""
         message = "; ".join(f"{where}{p}" for p in problems)
         hint = getattr(err, "hint", "") or ""
         progress.emit("error", message=message, hint=hint)

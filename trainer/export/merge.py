@@ -152,7 +152,7 @@ def save_merged(
     )
     tokenizer.save_pretrained(str(out_dir))
     try:
-        generation = GenerationConfig.from_pretrained(model.base, revision=model.revision)
+        generation = GenerationConfig.from_pretrained(model.base, revision=model.revision or "main")
     except OSError:  # the base has none: the model's own defaults were saved with it
         generation = None
     if generation is not None:

@@ -57,16 +57,15 @@ def read_metrics(run_dir: Path) -> RunMetrics:
         data = event.get("data") or {}
         if event.get("kind") != "metric" or not isinstance(data, dict):
             continue
-        step = data.get("step")
-        for key, value in data.items():
-            if key in ("step", "epoch", "timestamp") or not _is_number(value):
-                continue
-            metrics.final[key] = float(value)
-        if _is_number(step):
-            if _is_number(data.get("train_loss")):
-                metrics.train.append((float(step), float(data["train_loss"])))
-            if _is_number(data.get("eval_loss")):
-                metrics.evaluation.append((float(step), float(data["eval_loss"])))
+        numbers = {k: float(v) for k, v in data.items() if _is_number(v)}
+        for key, value in numbers.items():
+            if key not in ("step", "epoch"):
+                metrics.final[key] = value
+        step = numbers.get("step")
+        if step is not None and "train_loss" in numbers:
+            metrics.train.append((step, numbers["train_loss"]))
+        if step is not None and "eval_loss" in numbers:
+            metrics.evaluation.append((step, numbers["eval_loss"]))
     if metrics.steps is None and metrics.train:
         metrics.steps = int(metrics.train[-1][0])
     return metrics
