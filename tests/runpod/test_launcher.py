@@ -3,11 +3,13 @@ once, the seq kept in the store), and which pods count as orphans."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from app.core.ingest import Ingestor
+from app.core.launcher import LaunchError
 from app.core.runpod.cost import PhaseLedger, budget_state, estimate_cost, format_meter
 from app.core.runpod.models import Pod
 from app.core.runpod.orphans import orphans_of, pod_name
@@ -198,3 +200,64 @@ def test_the_pod_request_carries_the_agent_and_the_runs_caps_but_no_account_key(
     assert env["TUNEDECK_AGENT_GRACE_S"] == "300" and env["TUNEDECK_AGENT_IDLE_CAP_S"] == "420"
     assert not any(k.startswith("RUNPOD_") for k in env)  # RunPod sets the pod's own key
     assert "TUNEDECK_AGENT_SRC" in env and "python3 -c" in body["args"]
+
+
+# ------------------------------------------------------------------------ the run's watchdogs
+
+
+def _watched_run(tmp_path: Any, **runpod: Any) -> tuple[Any, Store]:
+    from app.core.runpod.run_state import CloudJobRun
+    from trainer.config import parse_config
+
+    store, job_id = _store_with_job(tmp_path)
+    runtime = {"max_runtime_minutes": 1.0, "timeout_warning_minutes": 0.5}
+    cfg = parse_config({"runtime": runtime, "runpod": runpod})
+    ledger = PhaseLedger("training", time.time(), cost_per_hour=3600.0)  # a dollar a second
+    run = CloudJobRun(job_id, cfg, ledger, EventFeed(store, Ingestor(store), job_id), "t" * 32)
+    return run, store
+
+
+def test_the_budget_warns_once_at_80_percent_then_asks_the_run_to_stop(tmp_path: Any) -> None:
+    from app.core.runpod.watch import check_money
+
+    run, store = _watched_run(tmp_path, budget_usd=10.0)
+    ingestor = Ingestor(store)
+    run.ledger.phase_started_at = time.time() - 8.5
+    check_money(run, store, ingestor, within_s=60)
+    check_money(run, store, ingestor, within_s=60)
+    warnings = [a for a in store.alerts(run.job_id) if a["type"] == "budget_warning"]
+    assert len(warnings) == 1 and "of the $10.00 budget" in warnings[0]["message"]
+    assert run.stop_reason is None
+    run.ledger.phase_started_at = time.time() - 10.5
+    check_money(run, store, ingestor, within_s=60)
+    assert run.stop_reason is not None and "budget of $10.00" in run.stop_reason
+    store.close()
+
+
+def test_past_max_runtime_and_its_backstop_the_run_is_asked_to_stop(tmp_path: Any) -> None:
+    from app.core.runpod.run_state import RUNTIME_BACKSTOP_S
+    from app.core.runpod.watch import limits_reached
+
+    run, store = _watched_run(tmp_path)
+    run.training_since = time.monotonic() - 60.0 - RUNTIME_BACKSTOP_S + 5
+    assert not limits_reached(run, silence_s=1e9, within_s=60) and run.stop_reason is None
+    run.training_since = time.monotonic() - 60.0 - RUNTIME_BACKSTOP_S - 5
+    assert not limits_reached(run, silence_s=1e9, within_s=60)
+    assert run.stop_reason == "the run passed its max runtime of 1 minutes"
+    # the trainer confirms (its final alert) or the wait runs out
+    run.stop_by = time.monotonic() - 1
+    with pytest.raises(LaunchError, match="did not confirm its stop"):
+        limits_reached(run, silence_s=1e9, within_s=60)
+    run.final_alert = {"type": "job_cancelled"}
+    assert limits_reached(run, silence_s=1e9, within_s=60)
+    store.close()
+
+
+def test_a_silent_trainer_ends_the_run(tmp_path: Any) -> None:
+    from app.core.runpod.watch import limits_reached
+
+    run, store = _watched_run(tmp_path)
+    run.last_heard = time.monotonic() - 61
+    with pytest.raises(LaunchError, match="reported nothing for 1 minutes"):
+        limits_reached(run, silence_s=60, within_s=60)
+    store.close()

@@ -33,7 +33,6 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ from app.core.launcher import (
 from app.core.runpod import trainer_bundle
 from app.core.runpod.agent_client import AgentClient, AgentError, AgentUnreachable
 from app.core.runpod.client import RunPodClient
-from app.core.runpod.cost import BUDGET_WARNING_SHARE, PhaseLedger, budget_state, format_meter
+from app.core.runpod.cost import PhaseLedger, format_meter
 from app.core.runpod.endpoints import RunPodEndpoints, runpod_endpoints
 from app.core.runpod.errors import (
     RunPodAuthError,
@@ -73,7 +72,9 @@ from app.core.runpod.pod_setup import (
     write_private,
 )
 from app.core.runpod.poller import EventFeed
-from app.core.store import CloudRun, Store
+from app.core.runpod.run_state import CloudJobRun, Timeouts, ledger_of
+from app.core.runpod.watch import check_money, limits_reached, refuse_spent_budget
+from app.core.store import Store
 from app.core.tokens import hash_token, new_job_token
 from trainer.config import ConfigError, RunConfig, parse_config
 
@@ -84,54 +85,7 @@ POD_CONFIG_NAME = "pod-config.json"  # what the pod gets: the config without its
 ERROR_TAIL_LINES = 15
 LOG_NAME = "trainer.log"
 TOKEN_NAME = "agent.token"  # the agent's token, 0600, for reattaching after a restart
-# trainer's own max_runtime stops it cleanly; the launcher's cap is a backstop past it
-RUNTIME_BACKSTOP_S = 10 * 60.0
 PhaseCallback = Callable[[str, str], None]  # job_id, one line: phase and dollars
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """How long each wait may last (tests shorten them)."""
-
-    provision_s: float = 20 * 60.0  # pod RUNNING and its agent answering
-    pod_check_s: float = 3.0  # between get_pod calls while provisioning
-    final_alert_s: float = 5 * 60.0  # after a cancel: until the trainer has saved and said so
-    unreachable_log_s: float = 60.0  # log an unreachable agent at most this often
-    verify_s: float = 1.0  # between checks that a terminated pod is gone
-    # an upload or download cut by the proxy is tried again (it resumes) this long before the
-    # run is given up
-    transfer_retry_s: float = 2 * 60.0
-    # after a failure: how long to try to bring the artifacts home before the pod is terminated
-    collect_on_failure_s: float = 2 * 60.0
-
-
-@dataclass
-class _Run:
-    job_id: str
-    cfg: RunConfig
-    ledger: PhaseLedger
-    feed: EventFeed
-    token: str
-    pod_id: str | None = None
-    resource_row: int | None = None
-    agent: AgentClient | None = None
-    job_token: str | None = None  # only for /start; never stored
-    cancel_requested: bool = False
-    stop_reason: str | None = None  # why the run is being stopped (user, budget, runtime)
-    stop_by: float | None = None  # monotonic deadline for the trainer to confirm the stop
-    cancel_sent: bool = False
-    final_alert: dict[str, Any] | None = None
-    warned_budget: bool = False
-    last_heard: float = field(default_factory=time.monotonic)
-    training_since: float | None = None
-    log_offset: int = 0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-    def stop(self, reason: str, within_s: float) -> None:
-        if self.stop_reason is None:
-            self.stop_reason = reason
-            self.stop_by = time.monotonic() + within_s
 
 
 class RunPodLauncher:
@@ -167,7 +121,7 @@ class RunPodLauncher:
         self.timeouts = timeouts or Timeouts()
         self.bundle_dir = bundle_dir
         self.trainer_python = trainer_python  # whose packages the pod pins (None: this one)
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, CloudJobRun] = {}
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -208,7 +162,7 @@ class RunPodLauncher:
             last_seq=0,
         )
         ledger = PhaseLedger("provisioning", now)
-        run = _Run(job.id, cfg, ledger, EventFeed(self.store, self.ingestor, job.id), token)
+        run = CloudJobRun(job.id, cfg, ledger, EventFeed(self.store, self.ingestor, job.id), token)
         run.resource_row, run.job_token = resource.id, job_token
         pod = await self._create(run, pod_request(job.id, cfg, token))
         run.pod_id = pod.id
@@ -221,7 +175,7 @@ class RunPodLauncher:
         self._follow(run, self._drive(run))
         self.ingestor.job_changed(self.store.require_job(job.id))
 
-    async def _create(self, run: _Run, request: PodRequest) -> Pod:
+    async def _create(self, run: CloudJobRun, request: PodRequest) -> Pod:
         assert run.resource_row is not None
         try:
             return await self.client.create_pod(request)
@@ -245,14 +199,14 @@ class RunPodLauncher:
                 self._close_unmade(run, "not created")
             raise LaunchError(what, "Launch the run again in a moment.") from err
 
-    def _close_unmade(self, run: _Run, status: str) -> None:
+    def _close_unmade(self, run: CloudJobRun, status: str) -> None:
         assert run.resource_row is not None
         now = time.time()
         self.store.update_resource(run.resource_row, status=status, terminated_at=now)
         run.ledger.enter("terminated", now)
         self._save_ledger(run)
 
-    async def _terminate_by_name(self, run: _Run, name: str) -> list[str]:
+    async def _terminate_by_name(self, run: CloudJobRun, name: str) -> list[str]:
         try:
             pods = await self.client.find_pods(name=name)
         except RunPodError as err:
@@ -280,11 +234,11 @@ class RunPodLauncher:
 
     # -- the run's life ------------------------------------------------------------------------
 
-    def _follow(self, run: _Run, work: Any) -> None:
+    def _follow(self, run: CloudJobRun, work: Any) -> None:
         self._runs[run.job_id] = run
         run.task = asyncio.get_running_loop().create_task(work, name=f"runpod-{run.job_id}")
 
-    async def _drive(self, run: _Run) -> None:
+    async def _drive(self, run: CloudJobRun) -> None:
         """The run from its current phase (a reattached run starts in training or collecting)
         to its pod's end, whatever happens on the way."""
         try:
@@ -316,7 +270,9 @@ class RunPodLauncher:
             if not (run.task is not None and run.task.cancelled()):
                 run.done.set()
 
-    async def _transfer(self, run: _Run, what: str, work: Callable[[], Awaitable[Any]]) -> Any:
+    async def _transfer(
+        self, run: CloudJobRun, what: str, work: Callable[[], Awaitable[Any]]
+    ) -> Any:
         """An upload or download step, tried again while the proxy is unreachable (transfers
         resume where they were cut) until ``timeouts.transfer_retry_s`` has passed."""
         deadline = time.monotonic() + self.timeouts.transfer_retry_s
@@ -329,14 +285,14 @@ class RunPodLauncher:
                 log.warning("job %s: %s interrupted (%s); trying again", run.job_id, what, err)
                 await asyncio.sleep(self.timeouts.pod_check_s)
 
-    async def _wait_until_ready(self, run: _Run) -> None:
+    async def _wait_until_ready(self, run: CloudJobRun) -> None:
         """Until the pod is RUNNING and its agent answers through the proxy."""
         assert run.pod_id is not None
         deadline = time.monotonic() + self.timeouts.provision_s
         while True:
             if run.cancel_requested:
                 return
-            self._refuse_spent_budget(run)
+            refuse_spent_budget(run)
             try:
                 pod = await self.client.get_pod(run.pod_id)
             except (RunPodUnavailable, RunPodRateLimited) as err:
@@ -363,7 +319,7 @@ class RunPodLauncher:
         while True:
             if run.cancel_requested:
                 return
-            self._refuse_spent_budget(run)
+            refuse_spent_budget(run)
             try:
                 await run.agent.health()
                 return
@@ -375,12 +331,12 @@ class RunPodLauncher:
                     ) from None
                 await asyncio.sleep(self.timeouts.pod_check_s)
 
-    def _agent(self, run: _Run) -> AgentClient:
+    def _agent(self, run: CloudJobRun) -> AgentClient:
         assert run.pod_id is not None
         url = self.endpoints.proxy_url(run.pod_id, AGENT_PORT)
         return AgentClient(url, run.token, transport=self.agent_transport)
 
-    async def _install(self, run: _Run) -> None:
+    async def _install(self, run: CloudJobRun) -> None:
         agent = run.agent
         assert agent is not None
         self._enter(run, "installing")
@@ -430,7 +386,7 @@ class RunPodLauncher:
         token = self.hf_token_source()
         return await token if inspect.isawaitable(token) else token
 
-    async def _train(self, run: _Run) -> None:
+    async def _train(self, run: CloudJobRun) -> None:
         """Poll the event log until the trainer has ended and every line is in."""
         assert run.agent is not None
         interval = run.cfg.runpod.poll_interval_s
@@ -457,14 +413,14 @@ class RunPodLauncher:
                 if ended and page.last_seq <= run.feed.last_seq:
                     self.store.update_job(run.job_id, exit_code=page.exit_code)
                     return
-            self._check_money(run)
-            if await self._check_limits(run, silence_s):
+            check_money(run, self.store, self.ingestor, self.timeouts.final_alert_s)
+            if limits_reached(run, silence_s, self.timeouts.final_alert_s):
                 return
             if run.stop_reason is not None and not run.cancel_sent:
                 await self._send_cancel(run)
             await asyncio.sleep(interval)
 
-    async def _pull_log(self, run: _Run) -> None:
+    async def _pull_log(self, run: CloudJobRun) -> None:
         assert run.agent is not None
         try:
             chunk = await run.agent.log(after=run.log_offset)
@@ -482,67 +438,7 @@ class RunPodLauncher:
                 if line.strip():
                     self.on_output(run.job_id, line)
 
-    def _check_money(self, run: _Run) -> None:
-        budget = run.cfg.runpod.budget_usd
-        spent = run.ledger.dollars(time.time())
-        state = budget_state(spent, budget)
-        if state != "ok" and not run.warned_budget:
-            run.warned_budget = True
-            job = self.store.require_job(run.job_id)
-            self.ingestor.ingest_alert(
-                {
-                    "type": "budget_warning",
-                    "job_id": run.job_id,
-                    "user_id": job.user_id,
-                    "model_name": job.model,
-                    "message": f"${spent:.2f} of the ${budget:.2f} budget spent "
-                    f"({BUDGET_WARNING_SHARE:.0%} reached); the pod stops at the budget",
-                    "spent_usd": round(spent, 4),
-                    "budget_usd": budget,
-                }
-            )
-        if state == "spent" and run.stop_reason is None:
-            reason = f"the budget of ${budget:.2f} was reached (${spent:.2f} spent)"
-            log.warning("job %s: stopping: %s", run.job_id, reason)
-            run.stop(reason, self.timeouts.final_alert_s)
-
-    def _refuse_spent_budget(self, run: _Run) -> None:
-        """Before training: a pod that takes its budget to start is given up."""
-        budget = run.cfg.runpod.budget_usd
-        spent = run.ledger.dollars(time.time())
-        if budget_state(spent, budget) == "spent":
-            raise LaunchError(
-                f"the budget of ${budget:.2f} was spent (${spent:.2f}) before the trainer started",
-                "The pod took long to start; try another GPU type or raise runpod.budget_usd.",
-            )
-
-    async def _check_limits(self, run: _Run, silence_s: float) -> bool:
-        """True when the wait for a stopped trainer is over (it confirmed, or time is up)."""
-        now = time.monotonic()
-        if run.stop_reason is not None:
-            if run.stop_by is None or now < run.stop_by:
-                return False
-            if run.final_alert is None:
-                raise LaunchError(
-                    f"{run.stop_reason}; the trainer did not confirm its stop in time",
-                    "The pod was terminated; a checkpoint not downloaded is lost.",
-                )
-            return True  # it said so but is still finishing: collect what is there
-        limit = run.cfg.runtime.max_runtime_minutes
-        over = limit is not None and run.training_since is not None
-        if over and now - run.training_since > limit * 60.0 + RUNTIME_BACKSTOP_S:  # type: ignore[operator]
-            reason = f"the run passed its max runtime of {limit:g} minutes"
-            log.warning("job %s: stopping: %s", run.job_id, reason)
-            run.stop(reason, self.timeouts.final_alert_s)
-        if now - run.last_heard > silence_s:
-            raise LaunchError(
-                f"the trainer has reported nothing for {silence_s / 60:.0f} minutes",
-                "The pod was terminated. Its log (in the job's folder) may say why; raise "
-                "runpod.silence_minutes if the run needs long silent stretches.",
-            )
-        return False
-
-    async def _send_cancel(self, run: _Run) -> None:
+    async def _send_cancel(self, run: CloudJobRun) -> None:
         if run.agent is None:
             return
         try:
@@ -552,7 +448,7 @@ class RunPodLauncher:
             return
         run.cancel_sent = True
 
-    async def _collect(self, run: _Run) -> None:
+    async def _collect(self, run: CloudJobRun) -> None:
         """Download and verify what the run left, then tell the agent."""
         agent = run.agent
         if agent is None or run.ledger.phase in ("provisioning",):
@@ -580,7 +476,7 @@ class RunPodLauncher:
             await agent.collected()
         self._say(run, f"{len(artifacts)} artifact file(s) downloaded to {output}")
 
-    async def _terminate(self, run: _Run) -> None:
+    async def _terminate(self, run: CloudJobRun) -> None:
         if run.pod_id is None:
             return
         resource = self.store.get_resource(run.resource_row) if run.resource_row else None
@@ -596,7 +492,7 @@ class RunPodLauncher:
             with contextlib.suppress(Exception):
                 await run.agent.aclose()
 
-    async def _fail(self, run: _Run, err: Exception) -> None:
+    async def _fail(self, run: CloudJobRun, err: Exception) -> None:
         message = f"{err} {getattr(err, 'hint', '')}".strip()
         log.error("job %s failed on RunPod: %s", run.job_id, message)
         # what the run left is worth the download even when it failed (a checkpoint)
@@ -617,7 +513,7 @@ class RunPodLauncher:
             self.ingestor.job_changed(job)
         self._exited(run)
 
-    def _close_job(self, run: _Run) -> None:
+    def _close_job(self, run: CloudJobRun) -> None:
         job = self.store.require_job(run.job_id)
         if not job.is_final:
             if run.cancel_requested and run.final_alert is None:
@@ -634,7 +530,7 @@ class RunPodLauncher:
         self.ingestor.job_changed(job)
         self._exited(run)
 
-    def _log_tail(self, run: _Run) -> str:
+    def _log_tail(self, run: CloudJobRun) -> str:
         try:
             text = (paths.job_dir(run.job_id) / LOG_NAME).read_text("utf-8", errors="replace")
         except OSError:
@@ -656,7 +552,7 @@ class RunPodLauncher:
                 }
             )
 
-    def _exited(self, run: _Run) -> None:
+    def _exited(self, run: CloudJobRun) -> None:
         if self.on_exit is not None:
             try:
                 self.on_exit(
@@ -667,12 +563,12 @@ class RunPodLauncher:
 
     # -- phases --------------------------------------------------------------------------------
 
-    def _enter(self, run: _Run, phase: str) -> None:
+    def _enter(self, run: CloudJobRun, phase: str) -> None:
         if run.ledger.enter(phase, time.time()):
             self._save_ledger(run)
             self._say(run, format_meter(run.ledger, time.time(), run.cfg.runpod.budget_usd))
 
-    def _save_ledger(self, run: _Run) -> None:
+    def _save_ledger(self, run: CloudJobRun) -> None:
         self.store.save_cloud_run(
             run.job_id,
             phase=run.ledger.phase,
@@ -680,7 +576,7 @@ class RunPodLauncher:
             phases=run.ledger.phases_json(),
         )
 
-    def _say(self, run: _Run, line: str) -> None:
+    def _say(self, run: CloudJobRun, line: str) -> None:
         log.info("job %s: %s", run.job_id, line)
         if self.on_phase is not None:
             try:
@@ -688,7 +584,7 @@ class RunPodLauncher:
             except Exception:
                 log.exception("on_phase failed for job %s", run.job_id)
 
-    def _progress(self, run: _Run, what: str) -> Callable[[int, int], None]:
+    def _progress(self, run: CloudJobRun, what: str) -> Callable[[int, int], None]:
         def report(done: int, total: int) -> None:
             if total and (done == total or done % (64 << 20) < (8 << 20)):
                 self._say(run, f"uploading the {what}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
@@ -712,7 +608,7 @@ class RunPodLauncher:
         if run is not None:
             return run.ledger
         row = self.store.get_cloud_run(job_id)
-        return _ledger_of(row) if row is not None else None
+        return ledger_of(row) if row is not None else None
 
     # -- control -------------------------------------------------------------------------------
 
@@ -771,9 +667,9 @@ class RunPodLauncher:
         except (ConfigError, ValueError, OSError) as err:
             cfg, token = None, ""
             log.error("job %s: cannot reattach: %s", job.id, err)
-        ledger = _ledger_of(row)
+        ledger = ledger_of(row)
         feed = EventFeed(self.store, self.ingestor, job.id, row.last_seq)
-        run = _Run(job.id, cfg or parse_config({}), ledger, feed, token)
+        run = CloudJobRun(job.id, cfg or parse_config({}), ledger, feed, token)
         run.pod_id, run.resource_row = row.pod_id, row.resource_row
         if run.pod_id is None:
             if not job.is_final:
@@ -837,10 +733,6 @@ class RunPodLauncher:
                 with contextlib.suppress(Exception):
                     await run.agent.aclose()
         self._runs.clear()
-
-
-def _ledger_of(row: CloudRun) -> PhaseLedger:
-    return PhaseLedger.restore(row.phase, row.phase_started_at, row.cost_per_hour, row.phases)
 
 
 def _hint(err: RunPodError) -> str:
