@@ -236,7 +236,9 @@ def trainable_bytes(inv: ParamInventory) -> int:
 def gradient_bytes(inv: ParamInventory) -> int:
     """One gradient per trainable parameter, in the parameter's dtype (``param.grad`` has the
     parameter's dtype and shape; HF "Model training anatomy": gradients = 4 bytes x params in
-    fp32). Kept across gradient-accumulation micro-steps, so always counted."""
+    fp32). Kept across gradient-accumulation micro-steps, so always counted whole; with a single
+    micro-step the Trainer frees them at each step (``zero_grad(set_to_none=True)``) and backward
+    frees activations as gradients appear, so the sum errs high by at most this part."""
     return inv.bytes(trainable_only=True)
 
 
