@@ -445,8 +445,15 @@ class Tunedeck:
         except RunPodError as err:
             log.warning("RunPod's pods could not be listed: %s", err)
             return []
-        if orphans:
+        if any(o.made_by_tunedeck for o in orphans):
             self.open_pods()
+        elif orphans:  # the user's own pods: worth a note, not a dialog at every start
+            per_hour = sum(o.pod.cost_per_hour for o in orphans)
+            self.window.statusBar().showMessage(
+                f"{len(orphans)} other pod(s) on your RunPod account bill ${per_hour:.2f} an hour "
+                "(File ▸ Cloud pods…)",
+                15_000,
+            )
         return orphans
 
     def open_pods(self) -> None:

@@ -226,3 +226,31 @@ def test_the_app_runs_a_job_on_runpod_and_offers_the_orphans_at_start(
     # the stored config (the job view's Config tab) holds no secret
     assert ACCOUNT_KEY not in job.config_json
     store.close()
+
+
+def test_the_users_own_pods_get_a_note_at_start_not_a_dialog(
+    qtbot: Any, qloop: Any, fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_app_at(fake_runpod, monkeypatch)
+    tunedeck = make_app(tmp_path)
+    tunedeck.credentials = RunPodCredentials()
+    qtbot.addWidget(tunedeck.window)
+
+    async def scenario() -> tuple[list[Any], str]:
+        async with RunPodClient(ACCOUNT_KEY, base_url=fake_runpod.url) as client:
+            pod = await client.create_pod(
+                PodRequest(name="my-jupyter", image="img:1", gpu_type_id="NVIDIA RTX A5000")
+            )
+        await tunedeck.start()
+        try:
+            orphans = await tunedeck.check_orphans()
+            return orphans, tunedeck.window.statusBar().currentMessage()
+        finally:
+            await tunedeck.stop()
+            async with RunPodClient(ACCOUNT_KEY, base_url=fake_runpod.url) as client:
+                await client.terminate_pod(pod.id)
+
+    orphans, note = qloop.run_until_complete(scenario())
+    assert [o.pod.name for o in orphans] == ["my-jupyter"]
+    assert tunedeck.pods_dialog is None
+    assert "1 other pod(s) on your RunPod account" in note
