@@ -377,3 +377,34 @@ def test_the_planner_never_loads_the_training_stack(tmp_path: Path) -> None:
     )
     out = _run([sys.executable, "-c", code], REPO)
     assert out.returncode == 0, out.stderr
+
+
+def test_this_computers_gpus_come_from_nvidia_smi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No GPU here: a stand-in nvidia-smi answers the query the planner makes, in its format."""
+    from trainer.planner import local_gpus
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = "--query-gpu=name,memory.total" ] || exit 9\n'
+        "echo 'NVIDIA GeForce RTX 3090, 24576'\n"
+        "echo 'NVIDIA A100-SXM4-80GB, 81920'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    gpus = local_gpus()
+    assert [(g.name, g.memory_gb, g.local) for g in gpus] == [
+        ("NVIDIA GeForce RTX 3090", 24.0, True),
+        ("NVIDIA A100-SXM4-80GB", 80.0, True),
+    ]
+    plan = make_plan(_cfg(), shapes=_shapes_of(LLAMA_7B), count_dataset=False)
+    assert plan.target is not None and plan.target.gpu.name == "NVIDIA GeForce RTX 3090"
+
+
+def test_no_driver_means_no_local_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer.planner import local_gpus
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert local_gpus() == []
