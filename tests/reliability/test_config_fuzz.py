@@ -174,9 +174,7 @@ def mutated_configs(draw: st.DrawFn, max_depth: int = 3000) -> Any:
         where = draw(st.sampled_from(_paths(doc)))
         action = draw(st.sampled_from(["replace", "replace", "add", "drop", "add_known"]))
         target = _get(doc, where)
-        if where == ("version",) and not LOADING_FIXED:
-            doc = _put(doc, where, draw(json_value))  # not a deep one: see LOADING_FIXED
-        elif action == "replace" or (action != "drop" and not isinstance(target, dict)):
+        if action == "replace" or (action != "drop" and not isinstance(target, dict)):
             doc = _put(doc, where, draw(bad_value))
         elif action == "drop" and where:
             doc = _drop(doc, where)
@@ -184,8 +182,7 @@ def mutated_configs(draw: st.DrawFn, max_depth: int = 3000) -> Any:
             doc = _put(doc, where, {**target, draw(odd_text): draw(bad_value)})
         elif action == "add_known":
             key = draw(st.sampled_from(sorted(SCHEMA_PATHS))).split(".")[-1]
-            new = draw(json_value if key == "version" and not LOADING_FIXED else bad_value)
-            doc = _put(doc, where, {**target, key: new})
+            doc = _put(doc, where, {**target, key: draw(bad_value)})
     return doc
 
 
@@ -204,8 +201,7 @@ def check_outcome(doc: Any, load: Any, source: Path | None = None) -> None:
         cfg = load()
     except ConfigError as err:
         assert err.problems, "a ConfigError with no problem lines"
-        # (an unreadable version is named without its file until LOADING_FIXED)
-        if source is not None and (LOADING_FIXED or not err.problems[0].startswith("version: ")):
+        if source is not None:
             assert err.source == str(source), f"the error does not name the file: {err.source}"
         known = SCHEMA_PATHS | (_doc_paths(doc) if doc is not None else set())
         for line in err.problems:
@@ -248,21 +244,8 @@ def _valid_text(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2)
 
 
-# Five inputs still get past trainer/config/loading.py (another engineer's file).
-# read_config_file: bytes that are not UTF-8 (UnicodeDecodeError), nesting deeper than the json
-# module's recursion (RecursionError) and an integer over 4,300 digits (ValueError); the fix is
-# to read the file's bytes and parse them with trainer.config.json_text.parse_json.
-# upgrade_config: a "version" nested ~1,000 levels deep (RecursionError from the repr in its
-# message), fixed by quoting only a scalar version; and its ConfigError for a bad version names
-# no file, fixed by read_config_file passing its path on. Until the fixes land the fuzzer
-# leaves these out and their regression tests are strict xfails (which fail once the fix makes
-# them pass); with the fixes, set this to True.
-LOADING_FIXED = False
-PENDING_LOADING_FIX = pytest.mark.xfail(
-    not LOADING_FIXED,
-    reason="loading.py does not yet read with json_text.parse_json nor quote only a scalar version",
-    strict=True,
-)
+# Texts that escape json.loads with other errors than JSONDecodeError (no position): bytes that
+# are not UTF-8, nesting past the recursion limit, an integer over 4,300 digits.
 ESCAPING_KINDS = ["bad_utf8", "deep", "long_int"]
 
 
@@ -272,7 +255,7 @@ def broken_texts(draw: st.DrawFn) -> bytes:
     non-object root, or nothing like JSON at all."""
     text = _valid_text(draw(st.sampled_from(SEEDS)))
     kinds = ["truncate", "insert", "delete", "root", "noise", "bom"]
-    kind = draw(st.sampled_from(kinds + (ESCAPING_KINDS if LOADING_FIXED else [])))
+    kind = draw(st.sampled_from(kinds + ESCAPING_KINDS))
     if kind in ESCAPING_KINDS:
         return _escaping_text(kind, text, draw(st.integers(min_value=0, max_value=len(text))))
     return _broken_text(draw, kind, text).encode("utf-8", "surrogatepass")
@@ -361,7 +344,6 @@ def test_a_config_file_is_read_with_its_problems_named(tmp_path: Path) -> None:
     assert err.value.problems[0].startswith("training.learning_rate: ")
 
 
-@PENDING_LOADING_FIX
 @pytest.mark.parametrize("kind", ESCAPING_KINDS)
 def test_config_text_that_escapes_the_reader(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "run.json"
@@ -379,14 +361,12 @@ def test_a_deeply_nested_unknown_field_is_named() -> None:
     assert err.value.problems[0].startswith("extra: unknown field")
 
 
-@PENDING_LOADING_FIX
 def test_a_deeply_nested_version_is_named() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"version": _nested(3000, 1, "list")})
     assert err.value.problems[0].startswith("version: ")
 
 
-@PENDING_LOADING_FIX
 def test_a_bad_version_in_a_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "run.json"
     path.write_text('{"version": 99}')

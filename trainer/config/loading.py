@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from trainer.config.fields import CONFIG_VERSION, ConfigError
+from trainer.config.json_text import parse_json
 from trainer.config.run_config import RunConfig
 
 
@@ -78,11 +79,10 @@ def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
     """Bring an older config up to CONFIG_VERSION. Version 1 is the first; nothing to do yet."""
     version = data.get("version", CONFIG_VERSION)
     if not isinstance(version, int) or version > CONFIG_VERSION:
+        # a list or an object is named, not quoted: the repr of a deep one overflows the stack
+        given = {list: "a list", dict: "an object"}.get(type(version)) or repr(version)
         raise ConfigError(
-            [
-                f"version: this Tunedeck reads config versions up to {CONFIG_VERSION} "
-                f"(got {version!r})"
-            ]
+            [f"version: this Tunedeck reads config versions up to {CONFIG_VERSION} (got {given})"]
         )
     return data
 
@@ -103,18 +103,21 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     file and the line when it cannot be read or is not a JSON object."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as err:
         raise ConfigError([f"cannot read the config file: {err.strerror}"], str(path)) from None
     try:
-        data = json.loads(text)
+        data = parse_json(raw)
     except json.JSONDecodeError as err:
         raise ConfigError(
             [f"line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})"], str(path)
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(["(config): must be a JSON object"], str(path))
-    return upgrade_config(data)
+    try:
+        return upgrade_config(data)
+    except ConfigError as err:
+        raise ConfigError(err.problems, str(path)) from None
 
 
 def load_config(path: str | Path) -> RunConfig:
