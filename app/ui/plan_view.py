@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGroupBox, QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from app.core.plan_gpus import offers_from_types
@@ -137,7 +137,7 @@ class PlanView(QGroupBox):
         self.label = QLabel("Estimating…", self)
         self.label.setObjectName("planText")
         self.label.setWordWrap(True)
-        self.label.setTextFormat(self.label.textFormat().RichText)
+        self.label.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.label)
 
     # -- inputs -------------------------------------------------------------------------------
