@@ -67,7 +67,14 @@ def test_model_paths(tmp_path: Path) -> None:
 
 def test_latest_checkpoint_is_the_highest_step_not_the_newest_name(tmp_path: Path) -> None:
     for step in (5, 40, 100):
-        (tmp_path / f"checkpoint-{step}").mkdir()
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        # complete, as HF's Trainer leaves one (weights, then trainer_state.json last)
+        header = b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+        (folder / "model.safetensors").write_bytes(
+            len(header).to_bytes(8, "little") + header + b"\0" * 4
+        )
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     (tmp_path / "checkpoint-final").mkdir()
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-100"
 
