@@ -199,6 +199,10 @@ def test_grpo_counts_a_kv_cache_for_every_completion_of_a_generation_batch() -> 
     )
     assert small.part("generation_cache") > 0
     assert more.part("generation_cache") == 2 * small.part("generation_cache")
+    # sampling, then training: the cache and the activations are never held together
+    parts = sum(p.bytes for p in more.parts if p.key != "trainable")
+    smaller = min(more.part("generation_cache"), more.part("activations"))
+    assert more.peak_bytes == parts - smaller
 
 
 def test_checkpointing_shrinks_activations() -> None:

@@ -94,8 +94,11 @@ class MemoryEstimate:
 
     @property
     def peak_bytes(self) -> int:
-        """Everything allocated at the peak ("trainable" is inside "weights")."""
-        return sum(p.bytes for p in self.parts if p.key != "trainable")
+        """Everything allocated at the peak ("trainable" is inside "weights"). Sampling and the
+        training forward take turns (TRL's GRPO/RLOO generate a batch, then train on it), so of
+        the generation cache and the activations only the larger counts."""
+        total = sum(p.bytes for p in self.parts if p.key != "trainable")
+        return total - min(self.part("activations"), self.part("generation_cache"))
 
     @property
     def peak_gb(self) -> float:
@@ -454,7 +457,9 @@ def estimate_memory(
         )
         cache = generation_cache_bytes(shapes, e, completions, batch.seq_len)
         notes.append(
-            f"{cfg.method}: prompts are taken as up to training.max_length tokens ({length})"
+            f"{cfg.method}: prompts taken as {length} tokens (the longest row, at most "
+            "training.max_length); sampling and training take turns, the larger of the "
+            "generation cache and the activations counts"
         )
     if lora == [] and cfg.adapter.kind != "full":
         notes.append(
