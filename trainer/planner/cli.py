@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.config import load_config
+from trainer.config import RunConfig, load_config
 from trainer.planner.fit import GpuOffer
 from trainer.planner.gpu_list import GpuListError, read_gpu_file
 from trainer.planner.model_shapes import ModelShapeError
@@ -31,10 +31,14 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def print_plan(
-    config: Path, gpus: list[GpuOffer], *, as_json: bool, target: str | None = None
+    config: Path,
+    cfg: RunConfig,
+    gpus: list[GpuOffer],
+    *,
+    as_json: bool,
+    target: str | None = None,
 ) -> int:
-    """Plan ``config`` against ``gpus`` and print it; the one printer of both command lines."""
-    cfg = load_config(config)
+    """Plan ``cfg`` (read from ``config``) against ``gpus`` and print it."""
     try:
         plan = make_plan(cfg, gpus, base_dir=Path.cwd(), target=target)
     except ModelShapeError as err:
@@ -51,4 +55,4 @@ def cmd_plan(ns: argparse.Namespace) -> int:
     except GpuListError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    return print_plan(ns.config, gpus, as_json=ns.json, target=ns.gpu)
+    return print_plan(ns.config, cfg, gpus, as_json=ns.json, target=ns.gpu)
