@@ -392,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_plan import add_commands as add_plan_command
 
     COMMANDS.update(add_plan_command(sub))
+    from app.cli_chat import add_commands as add_chat_command
+
+    COMMANDS.update(add_chat_command(sub))
     from app.cli_export import add_commands as add_export_commands
 
     COMMANDS.update(add_export_commands(sub))

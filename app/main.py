@@ -258,6 +258,14 @@ class Tunedeck:
         self.service = CoreJobService(self.store, self.ingestor, self.launcher)
         reattached += await self.start_runpod()
         self.window.job_view.meter_source = self.service.cloud_meter
+        from app.core.chat_session import ChatCatalog
+
+        chats = ChatCatalog(self.store, self.base_dir)  # the Try tab's models (issue 12)
+        self.window.job_view.try_tab.attach(
+            chats.targets,
+            others_of=chats.other_targets,
+            python=lambda: getattr(self.settings, "trainer_python", "") or None,
+        )
         from app.core.plan_records import memory_line
 
         store = self.store

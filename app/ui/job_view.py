@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app.ui.alerts_view import AlertsView
 from app.ui.jobs_model import JobRecord, fmt_duration
 from app.ui.log_view import LogView
+from app.ui.try_tab import TryTab
 
 if TYPE_CHECKING:
     from app.ui.chart_data import ChartData
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 
 class JobView(QWidget):
-    TABS = ("Charts", "Alerts", "Log", "Config")
+    TABS = ("Charts", "Alerts", "Log", "Config", "Try")
     # "Retry with less memory" on a job that ran out of GPU memory: the job's id
     retry_less_memory = Signal(str)
 
@@ -103,8 +104,12 @@ class JobView(QWidget):
         self.config.setReadOnly(True)
         self.config.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.config.font().setStyleHint(QFont.StyleHint.Monospace)
+        # chat with a finished job's model (app.ui.try_tab; attach() tells it where models are)
+        self.try_tab = TryTab(self.tabs)
         for widget, name in zip(
-            (self.charts_host, self.alerts, self.log, self.config), self.TABS, strict=True
+            (self.charts_host, self.alerts, self.log, self.config, self.try_tab),
+            self.TABS,
+            strict=True,
         ):
             self.tabs.addTab(widget, name)
         layout.addWidget(self.tabs, 1)
@@ -182,11 +187,13 @@ class JobView(QWidget):
             self.config.setPlainText(json.dumps(config, indent=2) if config else "")
         if self._charts is not None or self.tabs.currentIndex() == 0:
             self.charts.set_jobs(self._overlay)
+        self.try_tab.show_job(job.id if job is not None else None)
 
     def update_header(self, job: JobRecord) -> None:
         if self.job is None or job.id != self.job.id:
             return
         self.job = job
+        self.try_tab.job_changed(job.id, job.status)
         self.title.setText(job.name)
         parts = [job.method.upper(), job.model, job.status]
         if job.started_at is not None:

@@ -25,7 +25,7 @@ class ChatRun:
 def chat_config(folder: Path, model_dir: Path) -> dict[str, Any]:
     data = run_config(folder, model_dir)
     data["name"] = "chat-demo"
-    data["training"].update(max_steps=30, learning_rate=0.02)
+    data["training"].update(max_steps=30, learning_rate=0.01)
     data["checkpoint"] = {"save_steps": 10}
     data["evaluation"] = {"strategy": "no"}
     return data

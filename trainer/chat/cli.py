@@ -6,9 +6,10 @@
 Requests and events are JSON lines (trainer/chat/protocol.py). A reader thread takes stdin as it
 comes, so that ``stop`` reaches the generation in progress: a stop ends every generation
 requested before it (a stop that arrives before its generation started still counts), never a
-later one. ``quit`` stops the generation in progress and ends the verb at once; the end of stdin
-ends it once the requests already read are answered (a script piping requests in gets every
-answer). Either way the exit status is 0. Library chatter on stdout is sent to stderr: stdout carries events only.
+later one. ``quit`` stops the generation in progress and ends the verb at once; the end of
+stdin ends it once the requests already read are answered (a script piping requests in gets
+every answer). Either way the exit status is 0. Library chatter on stdout is sent to stderr:
+stdout carries events only.
 """
 
 from __future__ import annotations
@@ -109,12 +110,9 @@ class Requests:
         self.queue.put(_QUIT)
 
 
-def _serve(
-    cfg: RunConfig, ns: argparse.Namespace, emit: EventWriter, requests: Requests
-) -> None:
-    from trainer.chat.generation import generate, has_template
+def _serve(cfg: RunConfig, ns: argparse.Namespace, emit: EventWriter, requests: Requests) -> None:
+    from trainer.chat.generation import has_template
     from trainer.chat.loading import choose_model, load_model, load_tokenizer_for, place
-    from trainer.chat.rows import run_rows
     from trainer.modeling import set_torch_threads
 
     base_dir = Path.cwd()
@@ -143,49 +141,65 @@ def _serve(
         data = requests.queue.get()
         if data is _QUIT or requests.quitting:
             return
-        request_id = str(data.get("id", ""))
-        try:
-            if data["op"] == "rows":
-                rows_request = parse_rows(data)
-                rows, total, note = run_rows(cfg, rows_request.split, rows_request.limit, base_dir)
-                emit("rows", id=request_id, split=rows_request.split, rows=rows, total=total,
-                     note=note)
-                continue
-            request = parse_generate(data)
-            number = int(data["_number"])
-            answer = generate(
-                model,
-                tokenizer,
-                request,
-                device=placement.device,
-                should_stop=lambda: requests.should_stop(number),
-                emit=lambda text: emit("token", id=request_id, text=text),
-                started=lambda n: emit("start", id=request_id, prompt_tokens=n),
-            )
-            emit(
-                "done",
-                id=request_id,
-                text=answer.text,
-                tokens=answer.tokens,
-                prompt_tokens=answer.prompt_tokens,
-                seconds=round(answer.seconds, 3),
-                reason=answer.reason,
-            )
-        except ChatError as err:
-            emit("failed", id=request_id, message=err.message, hint=err.hint)
-        except Exception as err:  # one request's problem; the model stays loaded
-            import torch
+        _answer(data, cfg, base_dir, model, tokenizer, placement.device, emit, requests)
 
-            hint = ""
-            if isinstance(err, torch.cuda.OutOfMemoryError | MemoryError):
-                hint = "ask for fewer new tokens, shorten the conversation, or close other programs"
-            elif isinstance(err, ValueError | TypeError) and "template" in str(err).lower():
-                hint = "the model's chat template refused these turns (some take no system prompt)"
-            emit("failed", id=request_id, message=f"{type(err).__name__}: {err}", hint=hint)
-            if not hint:
-                import traceback
 
-                traceback.print_exc()
+def _answer(
+    data: dict[str, Any],
+    cfg: RunConfig,
+    base_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    device: str,
+    emit: EventWriter,
+    requests: Requests,
+) -> None:
+    """One request: its events, or a ``failed`` one (the model stays loaded either way)."""
+    from trainer.chat.generation import generate
+    from trainer.chat.rows import run_rows
+
+    request_id = str(data.get("id", ""))
+    try:
+        if data["op"] == "rows":
+            rows_request = parse_rows(data)
+            rows, total, note = run_rows(cfg, rows_request.split, rows_request.limit, base_dir)
+            emit("rows", id=request_id, split=rows_request.split, rows=rows, total=total, note=note)
+            return
+        request = parse_generate(data)
+        number = int(data["_number"])
+        answer = generate(
+            model,
+            tokenizer,
+            request,
+            device=device,
+            should_stop=lambda: requests.should_stop(number),
+            emit=lambda text: emit("token", id=request_id, text=text),
+            started=lambda n: emit("start", id=request_id, prompt_tokens=n),
+        )
+        emit(
+            "done",
+            id=request_id,
+            text=answer.text,
+            tokens=answer.tokens,
+            prompt_tokens=answer.prompt_tokens,
+            seconds=round(answer.seconds, 3),
+            reason=answer.reason,
+        )
+    except ChatError as err:
+        emit("failed", id=request_id, message=err.message, hint=err.hint)
+    except Exception as err:
+        import torch
+
+        hint = ""
+        if isinstance(err, torch.cuda.OutOfMemoryError | MemoryError):
+            hint = "ask for fewer new tokens, shorten the conversation, or close other programs"
+        elif isinstance(err, ValueError | TypeError) and "template" in str(err).lower():
+            hint = "the model's chat template refused these turns (some take no system prompt)"
+        emit("failed", id=request_id, message=f"{type(err).__name__}: {err}", hint=hint)
+        if not hint:  # not a known limit: a bug, with its traceback in the log
+            import traceback
+
+            traceback.print_exc()
 
 
 def cmd_chat(ns: argparse.Namespace) -> int:

@@ -119,7 +119,9 @@ def generate(
     class StopFlag(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             stop = should_stop()
-            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+            return torch.full(
+                (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device
+            )
 
     ids = prompt_ids(tokenizer, request.conversation())
     started(len(ids))

@@ -120,7 +120,7 @@ def free_bytes(device: str) -> int:
     if device == "cuda":
         free, _total = torch.cuda.mem_get_info()
         return int(free)
-    import psutil
+    import psutil  # type: ignore[import-untyped]  # accelerate's dependency; no stubs here
 
     return int(psutil.virtual_memory().available)
 
@@ -230,13 +230,13 @@ def load_model(choice: ModelChoice, cfg: RunConfig, placement: Placement) -> Any
         if choice.is_adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(choice.folder))
+            model = PeftModel.from_pretrained(model, str(choice.folder))  # type: ignore[assignment]
         if not placement.quantized:
-            model = model.to(placement.device)
+            model = model.to(placement.device)  # type: ignore[arg-type]  # a device string is fine
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
         raise ChatError(
             f"{choice.label} ran out of memory while loading on {placement.device}: {err}",
             "close other programs that hold memory, or use --device cpu",
         ) from err
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]  # peft leaves eval() unannotated
     return model

@@ -1,7 +1,7 @@
 """The run's rows as prompts with reference answers: the held-out (eval) rows for a prompt set,
 or the training rows. Read and split exactly as the run did (``trainer.data.load_run_data``:
 same reader, format detection, preparation and seeded split), so "held out" means the rows the
-model did not train on."""
+model did not train on. Light at import time: the app reads prompt files with ``reference_of``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from trainer.config import RunConfig
 REFERENCE_FIELDS = ("completion", "chosen", "reference")
 
 
-def _reference(row: dict[str, Any]) -> str | None:
+def reference_of(row: dict[str, Any]) -> str | None:
+    """The answer a prepared row holds (completion, chosen or reference), as text."""
     from trainer.data.prepare import text_of
 
     for key in REFERENCE_FIELDS:
@@ -45,7 +46,7 @@ def run_rows(
             "load a file instead"
         )
     out = [
-        {"index": n, "prompt": r["prompt"], "reference": _reference(r)}
+        {"index": n, "prompt": r["prompt"], "reference": reference_of(r)}
         for n, r in with_prompt[:limit]
     ]
     return out, len(with_prompt), note
