@@ -239,3 +239,22 @@ def test_doctor_json_error_event_names_the_file(tmp_path: Path) -> None:
     code, events = _doctor_json(demo, tmp_path)
     assert code == 2 and len(events) == 1
     assert events[0]["event"] == "error" and "missing.jsonl" in events[0]["message"]
+
+
+def test_no_cut_findings_when_every_row_fits(tmp_path: Path) -> None:
+    data = tmp_path / "pc.jsonl"
+    rows = [{"prompt": f"Question {i}?", "completion": f" Answer {i}."} for i in range(5)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = parse_config(
+        {
+            "version": 1,
+            "name": "fits",
+            "method": "sft",
+            "model": {"name_or_path": "builtin:tiny-llama"},
+            "dataset": {"path": str(data)},
+            "training": {"max_length": 256},
+        }
+    )
+    report = run_doctor(cfg, base_dir=tmp_path, sample=2)
+    assert report.truncated == 0 and report.dropped == 0 and report.findings == []
+    assert report.histogram["over_max_length"] == 0 and len(report.samples) == 2
