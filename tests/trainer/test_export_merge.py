@@ -31,7 +31,9 @@ def _batch(tokenizer: Any) -> dict[str, Any]:
     return dict(tokenizer(texts, return_tensors="pt", padding=True))
 
 
-def assert_merged_matches(base_dir: str, adapter_dir: Path, merged_dir: Path) -> None:
+def assert_merged_matches(
+    base_dir: str, adapter_dir: Path, merged_dir: Path, atol: float = 1e-4
+) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -46,7 +48,7 @@ def assert_merged_matches(base_dir: str, adapter_dir: Path, merged_dir: Path) ->
         merged_logits = merged.eval()(**batch).logits
     # the adapter is not a no-op: otherwise "merged == base + adapter" would prove nothing
     assert (adapter_logits - base_logits).abs().max().item() > 1e-2
-    torch.testing.assert_close(merged_logits, adapter_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(merged_logits, adapter_logits, rtol=1e-4, atol=atol)
 
 
 def test_merged_logits_equal_base_plus_adapter(
@@ -94,4 +96,6 @@ def test_smollm2_merged_logits_equal_base_plus_adapter(tmp_path: Path) -> None:
     peft_model.save_pretrained(str(adapter))
     AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(adapter))
     merged = save_merged(TrainedModel(adapter, str(base_dir)), tmp_path / "merged")
-    assert_merged_matches(str(base_dir), adapter, merged)
+    # 30 layers of float32: W x + B(A x) and (W + BA) x round differently, by about 1e-4 on
+    # logits of magnitude 10-20; the adapter itself moves them by far more (checked inside)
+    assert_merged_matches(str(base_dir), adapter, merged, atol=1e-3)
