@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from app.core.jobs import Job
-from app.core.launcher import work_dir_of
 from app.core.trainer_subprocess import Event, TrainerProcess, TrainerProcessError
 from trainer.checkpoints import checkpoint_folders, checkpoint_step
 from trainer.config import ConfigError, parse_config
@@ -98,6 +97,8 @@ def job_targets(job: Job, fallback_dir: Path) -> list[ChatTarget]:
             f"job {job.id} is {job.status}: its model can be tried once it has completed or "
             "been cancelled"
         )
+    from app.core.launcher import work_dir_of  # the launchers' import chain, on first use
+
     try:
         cfg = parse_config(job.config())
     except ConfigError as err:

@@ -269,8 +269,9 @@ class TryTab(QWidget):
         layout = QVBoxLayout(page)
         self.panes = {slot: ChatPane(slot, page) for slot in SLOTS}
         split = QSplitter(Qt.Orientation.Horizontal, page)
-        for pane in self.panes.values():
+        for n, pane in enumerate(self.panes.values()):
             split.addWidget(pane)
+            split.setStretchFactor(n, 1)  # the two models get the same width
         layout.addWidget(split, 1)
         row = QHBoxLayout()
         self.input = QPlainTextEdit(page)
