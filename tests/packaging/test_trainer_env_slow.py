@@ -61,6 +61,7 @@ def test_a_new_trainer_environment_trains_the_demo(tmp_path: Path) -> None:
             "import importlib.util as u, trainer, torch; "
             "print(trainer.__file__, torch.__version__, u.find_spec('PySide6') is None)",
         ],
+        cwd=tmp_path,  # not the checkout: its trainer/ would shadow the installed one
         capture_output=True,
         text=True,
         timeout=120,
