@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
@@ -132,3 +133,38 @@ def test_cancel_stops_the_export_and_leaves_nothing(
     assert "Cancelled" in dialog.status.text()
     assert not out.exists()
     assert not (tmp_path / "exports").exists() or list((tmp_path / "exports").iterdir()) == []
+
+
+def test_export_model_opens_the_dialog_for_a_finished_job_only(
+    qtbot: QtBot, qloop: Any, tmp_path: Path
+) -> None:
+    from app.core.store import Store
+    from tests.ui.app_harness import make_app
+
+    store = Store()
+    config = json.dumps({"name": "done", "method": "sft"})
+    done = store.create_job(
+        name="done", method="sft", model="m", config_json=config, output_dir=str(tmp_path)
+    )
+    store.set_status(done.id, "completed")
+    live = store.create_job(name="live", method="sft", model="m", config_json=config)
+    store.set_status(live.id, "running")
+    store.close()
+    tunedeck = make_app(tmp_path)
+    qtbot.addWidget(tunedeck.window)
+    tunedeck.window.show()
+    qloop.run_until_complete(tunedeck.start())
+    try:
+        window = tunedeck.window
+        window.select_job(live.id)
+        assert not window.export_action.isEnabled()
+        window.select_job(done.id)
+        assert window.export_action.isEnabled()
+        assert window.export_action in window._job_actions()  # the list's context menu
+        window.export_action.trigger()
+        dialogs = window.findChildren(ExportDialog)
+        assert [d.job.id for d in dialogs] == [done.id]
+        assert dialogs[0].isVisible()
+        dialogs[0].close()
+    finally:
+        qloop.run_until_complete(tunedeck.stop())
