@@ -412,3 +412,23 @@ def test_no_driver_means_no_local_gpu(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setenv("PATH", str(tmp_path))
     assert local_gpus() == []
+
+
+def test_a_gpu_without_bfloat16_is_estimated_with_float32_weights() -> None:
+    """On a T4 the trainer loads float32 weights with fp16 autocast (plan_device): twice the
+    weights of a bf16 GPU, so a run can fit an A4000 (16 GB) and not a T4 (16 GB)."""
+    t4 = GpuOffer("Tesla T4", 16, 0.0, local=True)
+    cfg = _cfg(
+        adapter={"kind": "lora"},
+        training={
+            "per_device_train_batch_size": 1,
+            "max_length": 256,
+            "gradient_checkpointing": True,
+        },
+    )
+    plan = make_plan(cfg, [A4000], shapes=_shapes_of(LLAMA_7B), local=[t4], count_dataset=False)
+    assert (plan.estimate.weights_dtype, plan.estimate.precision) == ("float32", "fp16")
+    by_name = {f.gpu.name: f for f in plan.gpus}
+    assert by_name["Tesla T4"].fits is False and by_name[A4000.name].fits is True
+    assert plan.target is not None and plan.target.gpu == t4
+    assert plan.suggestions[0].description.startswith("a 4-bit base")

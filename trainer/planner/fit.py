@@ -129,13 +129,15 @@ def suggestions(
     target: GpuOffer,
     estimate_of: Callable[[RunConfig], MemoryEstimate],
     gpus: Sequence[GpuOffer] = (),
+    fits_on: Callable[[GpuOffer], MemoryEstimate] | None = None,
 ) -> list[Suggestion]:
     """What would make ``cfg`` fit on ``target``, in the order of the module docstring.
 
     The config changes build on each other (each is re-estimated with the ones before it
     applied; a change is applied repeatedly while it helps and still does not fit, e.g. the
     batch halved twice), and stop at the first that fits. Then the cheapest larger GPU that
-    fits the config as it is."""
+    fits the config as it is (``fits_on(gpu)``: the config's estimate on that GPU, when it
+    differs from GPU to GPU; default ``estimate_of(cfg)``)."""
     found: list[Suggestion] = []
     current = cfg
     done = False
@@ -154,8 +156,9 @@ def suggestions(
         if done:
             break
     original = estimate_of(cfg)
+    on = fits_on or (lambda _gpu: original)
     larger = sorted(
-        (g for g in gpus if g.memory_gb > target.memory_gb and fits(original, g)),
+        (g for g in gpus if g.memory_gb > target.memory_gb and fits(on(g), g)),
         key=lambda g: (g.price_per_hour if g.price_per_hour is not None else 1e9, g.memory_gb),
     )
     if larger:
@@ -164,7 +167,7 @@ def suggestions(
         found.append(
             Suggestion(
                 f"a larger GPU: {gpu.name} ({gpu.memory_gb:g} GB{price})",
-                original.peak_bytes,
+                on(gpu).peak_bytes,
                 True,
                 gpu=gpu,
             )

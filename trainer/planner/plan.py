@@ -16,7 +16,7 @@ from trainer.planner.dataset_tokens import DatasetTokens, dataset_tokens
 from trainer.planner.fit import GpuOffer, Suggestion, fits, suggestions
 from trainer.planner.memory import Hardware, MemoryEstimate, estimate_memory
 from trainer.planner.model_shapes import HubFetch, ModelShapeError, ModelShapes, read_model_shapes
-from trainer.planner.throughput import run_flops, run_seconds
+from trainer.planner.throughput import run_flops, run_seconds, supports_bf16
 
 
 @dataclass(frozen=True)
@@ -138,19 +138,33 @@ def make_plan(
     packed = (cfg.method == "sft" and cfg.sft.packing) or (cfg.method == "cpt" and cfg.cpt.packing)
     seq_len = cfg.training.max_length if tokens is None or packed else tokens.longest
 
-    def estimate_of(c: RunConfig) -> MemoryEstimate:
+    def estimate_on(c: RunConfig, bf16: bool) -> MemoryEstimate:
         length = min(seq_len, c.training.max_length)
-        return estimate_memory(c, shapes, Hardware(), seq_len=length, reward_shapes=reward_shapes)
+        return estimate_memory(
+            c, shapes, Hardware(bf16=bf16), seq_len=length, reward_shapes=reward_shapes
+        )
 
-    estimate = estimate_of(cfg)
+    # one estimate per kind of GPU: with bfloat16, and without (float32 weights, fp16 autocast)
+    by_bf16 = {True: estimate_on(cfg, True)}
+    local_list = list(local_gpus() if local is None else local)
+    all_gpus = [*local_list, *gpus]
+    # the target: the one named, else this computer's first GPU, else the config's RunPod type
+    wanted = target or (local_list[0].name if local_list else cfg.runpod.gpu_type)
+    target_bf16 = supports_bf16(wanted)
+
+    def estimate_for(gpu: GpuOffer) -> MemoryEstimate:
+        flag = supports_bf16(gpu.name)
+        if flag not in by_bf16:
+            by_bf16[flag] = estimate_on(cfg, flag)
+        return by_bf16[flag]
+
+    estimate = estimate_on(cfg, target_bf16) if not target_bf16 else by_bf16[True]
     total = trained_tokens(cfg, tokens) if tokens else None
     work = (
         run_flops(cfg, shapes.num_parameters, total, generated_tokens(cfg, tokens, total))
         if total is not None and tokens is not None
         else None
     )
-    local_list = list(local_gpus() if local is None else local)
-    all_gpus = [*local_list, *gpus]
     fitted = []
     for gpu in all_gpus:
         seconds = run_seconds(work, gpu.name, gpu.count) if work is not None else None
@@ -160,15 +174,15 @@ def make_plan(
             if hours is not None and gpu.price_per_hour is not None
             else None
         )
-        fitted.append(GpuFit(gpu, fits(estimate, gpu), hours, cost))
-    # the target: the one named, else this computer's first GPU, else the config's RunPod type
-    wanted = target or (local_list[0].name if local_list else cfg.runpod.gpu_type)
+        fitted.append(GpuFit(gpu, fits(estimate_for(gpu), gpu), hours, cost))
     chosen = next((f for f in fitted if f.gpu.name == wanted), None)
     if target is not None and chosen is None:
         notes.append(f"GPU {target!r} is not in the list of GPUs: no verdict for it")
     hints: list[Suggestion] = []
     if chosen is not None and not chosen.fits:
-        hints = suggestions(cfg, chosen.gpu, estimate_of, all_gpus)
+        hints = suggestions(
+            cfg, chosen.gpu, lambda c: estimate_on(c, target_bf16), all_gpus, fits_on=estimate_for
+        )
     return Plan(
         model=cfg.model.name_or_path,
         shapes_source=shapes.source,

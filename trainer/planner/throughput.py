@@ -18,6 +18,7 @@ to 6N below a few thousand tokens for models of this size).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from trainer.config import RunConfig
@@ -60,6 +61,16 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
     ("T4", 65.0),
     ("V100", 125.0),
 )
+
+
+# GPUs before Ampere have no bfloat16: there the trainer loads float32 weights and trains with
+# fp16 mixed precision (trainer.modeling.plan_device), which doubles the weights' memory.
+NO_BF16 = re.compile(r"\b(T4|V100|P100|P40|P4|GTX|TITAN (V|RTX|XP?)|QUADRO RTX|RTX 20[0-9]0)\b")
+
+
+def supports_bf16(gpu_name: str) -> bool:
+    upper = gpu_name.upper()
+    return "ADA" in upper or not NO_BF16.search(upper)
 
 
 def peak_tflops(gpu_name: str) -> float | None:
