@@ -122,7 +122,8 @@ def near_duplicate_groups(texts: list[str]) -> list[list[int]]:
     groups = _Groups()
     by_norm: dict[bytes, int] = {}
     kept: list[int] = []  # texts with a new normalised form: the MinHash candidates
-    words: list[list[str]] = []
+    words: list[list[str]] = []  # a chunk's words at a time: all of them would cost gigabytes
+    parts = []
     for i, text in enumerate(texts):
         norm = normalise(text)
         key = digest(norm)
@@ -132,8 +133,11 @@ def near_duplicate_groups(texts: list[str]) -> list[list[int]]:
         by_norm[key] = i
         kept.append(i)
         words.append(norm.split())
-    sig = signatures(words)
-    del words
+        if len(words) == CHUNK_ROWS:
+            parts.append(signatures(words))
+            words = []
+    parts.append(signatures(words))
+    sig = np.concatenate(parts)
     for band in range(0, BINS, BAND):
         pair = sig[:, band : band + BAND]
         full = np.flatnonzero((pair != _EMPTY).all(axis=1))
