@@ -24,6 +24,7 @@ from app.core.model_export import (
     ExportRefused,
     ExportRequest,
     human_size,
+    remove_partials,
     start_export,
 )
 from app.core.store import Store
@@ -139,6 +140,7 @@ def cmd_export_model(args: argparse.Namespace, console: Console) -> int:
         _summary(console, display.result)
         return EXIT_OK
     if process.cancelled or code == EXIT_CANCELLED:
+        remove_partials(request)  # in case it was killed before it could clean up
         err.print("export cancelled; nothing was written", markup=False)
         return EXIT_CANCELLED
     if display.error is not None:

@@ -10,6 +10,7 @@ The CLI (``tunedeck export-model``) and the export dialog both use it.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,18 @@ def check_destination(request: ExportRequest) -> None:
             f"{path}: the folder is not empty; nothing was written",
             "Choose an empty or new folder, or pass --force to replace files of the same name.",
         )
+
+
+def remove_partials(request: ExportRequest) -> list[Path]:
+    """Remove what an export killed before it could clean up left beside its folder (the
+    trainer builds in ``DIR.partial-*`` and moves the result into DIR only at the end)."""
+    if request.kind == "hub":
+        return []
+    folder = Path(request.destination).expanduser().resolve()
+    found = sorted(folder.parent.glob(f"{folder.name}.partial-*"))
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True)
+    return found
 
 
 def export_arguments(request: ExportRequest, config_path: Path, run_dir: Path) -> list[str]:

@@ -43,6 +43,7 @@ from app.core.model_export import (
     destination_in_use,
     human_size,
     job_config,
+    remove_partials,
     start_export,
 )
 from app.core.trainer_subprocess import TrainerProcess, TrainerProcessError
@@ -88,6 +89,7 @@ class ExportDialog(QDialog):
         self.token_source = token_source
         self.confirm_overwrite = confirm_overwrite or (lambda folder: ask_overwrite(self, folder))
         self.process: TrainerProcess | None = None
+        self._request: ExportRequest | None = None
         self.outcome: dict[str, Any] | None = None
         self.error: str | None = None
         self._generation = 0
@@ -250,6 +252,7 @@ class ExportDialog(QDialog):
     def _launch(self, request: ExportRequest, token: str | None) -> None:
         self._generation += 1
         generation = self._generation
+        self._request = request
         try:
             self.process = start_export(
                 self.job,
@@ -320,6 +323,8 @@ class ExportDialog(QDialog):
         elif kind == "log":
             self.details.appendPlainText(str(event.get("line") or ""))
         elif kind == "exit":
+            if self.process is not None and self.process.cancelled and self._request:
+                remove_partials(self._request)  # in case it was killed before cleaning up
             self.process = None
             self._set_running(False)
             if self.outcome is None:

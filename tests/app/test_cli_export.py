@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.core.jobs import Job
-from app.core.model_export import human_size
+from app.core.model_export import ExportRequest, human_size, remove_partials
 from app.core.store import Store
 from tests.trainer.export_runs import train_lora
 from tests.trainer.fake_hub import FakeHub
@@ -121,3 +121,16 @@ def test_export_model_hub_pushes_privately_with_the_token(
     assert repo.visibility == "private"
     assert {"README.md", "loss.png", "model.safetensors"} <= set(repo.files)
     assert set(hub.tokens) == {"hf_from_env"}
+
+
+def test_remove_partials_removes_only_what_a_killed_export_left(tmp_path: Path) -> None:
+    out = tmp_path / "gguf"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep", encoding="utf-8")
+    for name in ("gguf.partial-ab12", "gguf.partial-ab12-merged-x9", "gguf-old", "other"):
+        (tmp_path / name).mkdir()
+    removed = remove_partials(ExportRequest("gguf", str(out)))
+    assert sorted(p.name for p in removed) == ["gguf.partial-ab12", "gguf.partial-ab12-merged-x9"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gguf", "gguf-old", "other"]
+    assert (out / "mine.txt").read_text(encoding="utf-8") == "keep"
+    assert remove_partials(ExportRequest("hub", "owner/name")) == []

@@ -150,7 +150,9 @@ def _export_gguf(
     from trainer.export.modelfile import modelfile_text
 
     gguf_type = ns.gguf[0]
-    with tempfile.TemporaryDirectory(prefix="merged-", dir=staging.parent) as tmp:
+    # beside the staging folder and named after it, so that one glob finds both if the
+    # process is killed before it can clean up (app.core.model_export.remove_partials)
+    with tempfile.TemporaryDirectory(prefix=f"{staging.name}-merged-", dir=staging.parent) as tmp:
         source = model.folder
         if model.is_adapter:
             source = save_merged(model, Path(tmp), dtype=ns.dtype, progress=progress)
