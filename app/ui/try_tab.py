@@ -268,11 +268,11 @@ class TryTab(QWidget):
         page = QWidget(self)
         layout = QVBoxLayout(page)
         self.panes = {slot: ChatPane(slot, page) for slot in SLOTS}
-        split = QSplitter(Qt.Orientation.Horizontal, page)
+        self.split = QSplitter(Qt.Orientation.Horizontal, page)
         for n, pane in enumerate(self.panes.values()):
-            split.addWidget(pane)
-            split.setStretchFactor(n, 1)  # the two models get the same width
-        layout.addWidget(split, 1)
+            self.split.addWidget(pane)
+            self.split.setStretchFactor(n, 1)
+        layout.addWidget(self.split, 1)
         row = QHBoxLayout()
         self.input = QPlainTextEdit(page)
         self.input.setObjectName("tryInput")
@@ -405,6 +405,7 @@ class TryTab(QWidget):
     def _models_changed(self, *_: Any) -> None:
         self.model_b.setEnabled(self.side_by_side.isChecked())
         self.panes["B"].setVisible(self.side_by_side.isChecked())
+        self.split.setSizes([1_000_000] * len(SLOTS))  # the models get the same width
         for slot in SLOTS:
             target = self.target(slot)
             self.panes[slot].title.setText(target.label if target else "")
