@@ -486,6 +486,10 @@ class Tunedeck:
         """Stop following runs (they keep going), stop the receiver, close the store."""
         if self._stall_timer is not None:
             self._stall_timer.stop()
+        # the window may outlive this (tests, a failed start): its ticks must not read a closed
+        # store
+        self.window.job_view.meter_source = None
+        self.window.job_view.memory_source = None
         for task in list(self._tasks):
             task.cancel()
         if self.launcher is not None:

@@ -6,16 +6,14 @@ the Hub) and stored in the ``job_plans`` table (store migration 5). The measured
 largest ``gpu_memory_allocated_gb`` (and ``..._reserved_gb``) among the job's metric points, as
 the trainer reports them.
 
-The table is read and written through the Store's own connection and transaction helpers, so
-it shares the store's lock and WAL.
+The table is read and written through the Store's own methods (``save_job_plan``,
+``job_plan``, ``peak_gpu_memory``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,55 +50,42 @@ class MeasuredPeak:
 
 def save_plan(store: Store, job_id: str, plan: Plan) -> PlanRecord:
     target = plan.target
-    parts = {p.key: p.bytes / GIB for p in plan.estimate.parts}
     record = PlanRecord(
         job_id,
         plan.estimate.peak_bytes / GIB,
         target.gpu.name if target else None,
         target.gpu.memory_gb if target else None,
         target.fits if target else None,
-        parts,
+        {p.key: p.bytes / GIB for p in plan.estimate.parts},
     )
-    with store._transaction() as db:
-        db.execute(
-            "INSERT OR REPLACE INTO job_plans (job_id, planned_peak_gb, target_gpu, "
-            "target_memory_gb, fits, parts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                job_id,
-                record.planned_peak_gb,
-                record.target_gpu,
-                record.target_memory_gb,
-                None if record.fits is None else int(record.fits),
-                json.dumps(parts),
-                time.time(),
-            ),
-        )
+    store.save_job_plan(
+        job_id,
+        planned_peak_gb=record.planned_peak_gb,
+        target_gpu=record.target_gpu,
+        target_memory_gb=record.target_memory_gb,
+        fits=record.fits,
+        parts=record.parts,
+    )
     return record
 
 
 def plan_record(store: Store, job_id: str) -> PlanRecord | None:
-    rows = store._query("SELECT * FROM job_plans WHERE job_id = ?", (job_id,))
-    if not rows:
+    row = store.job_plan(job_id)
+    if row is None:
         return None
-    row = rows[0]
     return PlanRecord(
         row["job_id"],
         float(row["planned_peak_gb"]),
         row["target_gpu"],
         row["target_memory_gb"],
-        None if row["fits"] is None else bool(row["fits"]),
-        json.loads(row["parts"]),
+        row["fits"],
+        row["parts"],
     )
 
 
 def measured_peak(store: Store, job_id: str) -> MeasuredPeak:
     """The largest GPU memory the trainer reported for the job (None: no GPU figures)."""
-    rows = store._query(
-        "SELECT max(gpu_memory_allocated_gb), max(gpu_memory_reserved_gb) FROM metrics "
-        "WHERE job_id = ?",
-        (job_id,),
-    )
-    allocated, reserved = rows[0][0], rows[0][1]
+    allocated, reserved = store.peak_gpu_memory(job_id)
     return MeasuredPeak(
         None if allocated is None else float(allocated),
         None if reserved is None else float(reserved),
@@ -108,7 +93,7 @@ def measured_peak(store: Store, job_id: str) -> MeasuredPeak:
 
 
 def memory_line(store: Store, job_id: str) -> str | None:
-    """"Peak GPU memory: estimated 4.7 GB · measured 4.5 GB (reserved 5.1 GB)", or None when
+    """ "Peak GPU memory: estimated 4.7 GB · measured 4.5 GB (reserved 5.1 GB)", or None when
     neither is known."""
     record = plan_record(store, job_id)
     peak = measured_peak(store, job_id)
@@ -126,9 +111,7 @@ def memory_line(store: Store, job_id: str) -> str | None:
     return "Peak GPU memory: " + " · ".join(parts)
 
 
-def plan_for_launch(
-    config: RunConfig, target: str, gpus: Sequence[GpuOffer] = ()
-) -> Plan:
+def plan_for_launch(config: RunConfig, target: str, gpus: Sequence[GpuOffer] = ()) -> Plan:
     """The estimate of a run as launched: on RunPod for its GPU type, else this computer's GPU."""
     return make_plan(config, gpus, target=config.runpod.gpu_type if target == "runpod" else None)
 

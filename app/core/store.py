@@ -590,6 +590,53 @@ class Store:
 
     # -- cloud runs ----------------------------------------------------------------------------
 
+    # -- the planner's estimate (app.core.plan_records reads and writes it) -------------------
+
+    def save_job_plan(
+        self,
+        job_id: str,
+        *,
+        planned_peak_gb: float,
+        target_gpu: str | None,
+        target_memory_gb: float | None,
+        fits: bool | None,
+        parts: Mapping[str, float],
+    ) -> None:
+        """Keep (or replace) the estimate a job was launched with."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO job_plans (job_id, planned_peak_gb, target_gpu, "
+                "target_memory_gb, fits, parts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _sql(job_id),
+                    planned_peak_gb,
+                    target_gpu,
+                    target_memory_gb,
+                    None if fits is None else int(fits),
+                    json.dumps(dict(parts), allow_nan=False),
+                    time.time(),
+                ),
+            )
+
+    def job_plan(self, job_id: str) -> dict[str, Any] | None:
+        """The stored estimate of a job (``parts`` decoded), or None."""
+        rows = self._query("SELECT * FROM job_plans WHERE job_id = ?", (_sql(job_id),))
+        if not rows:
+            return None
+        plan = dict(rows[0])
+        plan["parts"] = json.loads(plan["parts"])
+        plan["fits"] = None if plan["fits"] is None else bool(plan["fits"])
+        return plan
+
+    def peak_gpu_memory(self, job_id: str) -> tuple[float | None, float | None]:
+        """The largest allocated and reserved GPU memory (GB) among a job's metric points."""
+        row = self._query(
+            "SELECT max(gpu_memory_allocated_gb), max(gpu_memory_reserved_gb) FROM metrics "
+            "WHERE job_id = ?",
+            (_sql(job_id),),
+        )[0]
+        return row[0], row[1]
+
     def get_cloud_run(self, job_id: str) -> CloudRun | None:
         rows = self._query("SELECT * FROM cloud_runs WHERE job_id = ?", (_sql(job_id),))
         return CloudRun(**{f: rows[0][f] for f in _CLOUD_RUN_FIELDS}) if rows else None

@@ -181,6 +181,8 @@ class JobView(QWidget):
             self.config.setPlainText("")
         else:
             self.update_header(job)
+            # not on every tick: it reads the store; new GPU figures update it (metrics_arrived)
+            self.update_memory()
             self.alerts.alerts.reset(alerts)
             self._update_retry()
             self.log.set_text(log_text)
@@ -203,7 +205,6 @@ class JobView(QWidget):
             parts.append(f"final loss {job.final_loss:.4f}")
         self.subtitle.setText(" · ".join(parts) + f"   ({job.id})")
         self.update_meter()
-        self.update_memory()
 
     def update_memory(self) -> None:
         line = None
