@@ -80,7 +80,13 @@ def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
     version = data.get("version", CONFIG_VERSION)
     if not isinstance(version, int) or version > CONFIG_VERSION:
         # a list or an object is named, not quoted: the repr of a deep one overflows the stack
-        given = {list: "a list", dict: "an object"}.get(type(version)) or repr(version)
+        given = (
+            "a list"
+            if isinstance(version, list)
+            else "an object"
+            if isinstance(version, dict)
+            else repr(version)
+        )
         raise ConfigError(
             [f"version: this Tunedeck reads config versions up to {CONFIG_VERSION} (got {given})"]
         )
