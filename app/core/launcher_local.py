@@ -173,6 +173,13 @@ class LocalLauncher:
             )
         if job.id in self._runs and not self._runs[job.id].done.is_set():
             raise LaunchError(f"job {job.id} is already running", "Cancel it first.")
+        if getattr(sys, "frozen", False) and self.python == sys.executable:
+            # an installed app is not a Python: `tunedeck-gui -m trainer` would only fail
+            raise LaunchError(
+                "no training environment is set up: this installed Tunedeck has no torch",
+                "Settings ▸ Training environment ▸ Set up local training… (or `tunedeck "
+                "setup-training`), then launch again.",
+            )
         work_dir = work_dir or self.base_dir
         output_dir = cfg.resolved_output_dir(work_dir)
         self._refuse_shared_output(job.id, output_dir)

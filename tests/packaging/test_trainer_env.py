@@ -274,3 +274,26 @@ def test_a_frozen_app_installs_its_bundled_wheel(
         "wheel",
         ("pydantic>=2", "torch"),
     )
+
+
+def test_an_installed_app_without_an_environment_refuses_to_launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import json
+
+    from app.core.launcher import create_job_for
+    from app.core.launcher_local import LocalLauncher
+    from app.core.store import Store
+    from trainer.config import parse_config
+
+    data = json.loads((REPO / "resources" / "presets" / "demo-sft.json").read_text())
+    cfg = parse_config(data)
+    with Store(tmp_path / "s.sqlite3") as store:
+        job = create_job_for(store, cfg)
+        launcher = LocalLauncher(store, base_dir=tmp_path)  # python: this (frozen) executable
+        monkeypatch.setattr(sys, "frozen", True, raising=False)
+        with pytest.raises(LaunchError, match="no training environment") as refused:
+            asyncio.run(launcher.start(job, cfg))
+        assert "Set up local training" in refused.value.hint
+        assert store.require_job(job.id).status == "queued" and job.pid is None
