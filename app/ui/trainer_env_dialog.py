@@ -80,7 +80,7 @@ class TrainerEnvDialog(QDialog):
             "setting up again over a broken one repairs it."
         )
         intro.setWordWrap(True)
-        detected = choose_torch()
+        detected = self._detected = choose_torch()
         self.build = QComboBox()
         for key, label in BUILDS:
             self.build.addItem(label, key)
@@ -145,7 +145,9 @@ class TrainerEnvDialog(QDialog):
     def torch_choice(self) -> TorchChoice:
         build = str(self.build.currentData())
         index = self.index.text().strip() or None
-        return TorchChoice(build, index, choose_torch(build).reason)
+        detected = self._detected
+        reason = detected.reason if build == detected.build else choose_torch(build).reason
+        return TorchChoice(build, index, reason)
 
     def _refresh_plan(self) -> SetupPlan | None:
         try:
