@@ -239,9 +239,9 @@ class TrainerEnvDialog(QDialog):
         super().reject()
 
 
-def offer_training_setup(parent: QWidget | None, on_ready: Callable[[str], None]) -> None:
-    """Open the dialog (not modal: the app stays usable) and call ``on_ready(python)`` when an
-    environment is ready."""
+def offer_training_setup(parent: QWidget, on_ready: Callable[[str], None]) -> TrainerEnvDialog:
+    """Open the dialog (not modal: the app stays usable; ``parent`` keeps it alive) and call
+    ``on_ready(python)`` when an environment is ready."""
     dialog = TrainerEnvDialog(parent)
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.ready.connect(on_ready)
@@ -249,4 +249,5 @@ def offer_training_setup(parent: QWidget | None, on_ready: Callable[[str], None]
         "No training environment was found: local training needs one. Set it up now, or "
         "later from Settings ▸ Training environment."
     )
-    dialog.open()
+    dialog.show()  # not open(): that is modal to the window, and the setup takes minutes
+    return dialog

@@ -105,3 +105,21 @@ def test_settings_offers_the_setup(qtbot: Any, tmp_path: Path) -> None:
     settings_dialog._training_env_ready(sys.executable)
     assert settings_dialog.python.text() == sys.executable
     settings_dialog.training_setup.close()
+
+
+def test_the_first_start_offer_opens_the_dialog_and_hands_over_the_environment(
+    qtbot: Any,
+) -> None:
+    from PySide6.QtWidgets import QMainWindow
+
+    from app.ui.trainer_env_dialog import offer_training_setup
+
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    used: list[str] = []
+    offer_training_setup(window, used.append)
+    [dialog] = window.findChildren(TrainerEnvDialog)
+    assert dialog.isVisible() and not dialog.isModal()
+    assert dialog.status.text().startswith("No training environment was found")
+    dialog.ready.emit("/envs/trainer/bin/python")
+    assert used == ["/envs/trainer/bin/python"]
