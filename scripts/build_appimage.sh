@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 folder=${1:-dist/tunedeck}
-tool=${APPIMAGETOOL:-appimagetool}
+# a command with its options, e.g. "build/appimagetool --appimage-extract-and-run" (no FUSE on CI)
+read -ra tool <<<"${APPIMAGETOOL:-appimagetool}"
 version=$("$folder/tunedeck" --version | awk '{print $2}')
 appdir=build/AppDir
 rm -rf "$appdir"
@@ -26,5 +27,5 @@ cp packaging/linux/tunedeck.desktop "$appdir/tunedeck.desktop"
 cp resources/icons/tunedeck-256.png "$appdir/tunedeck.png"
 cp packaging/linux/org.tunedeck.Tunedeck.metainfo.xml "$appdir/usr/share/metainfo/"
 out=dist/Tunedeck-${version}-x86_64.AppImage
-ARCH=x86_64 "$tool" --no-appstream "$appdir" "$out"
+ARCH=x86_64 "${tool[@]}" --no-appstream "$appdir" "$out"
 echo "AppImage $out: $(du -m --apparent-size "$out" | cut -f1) MB"
