@@ -88,3 +88,17 @@ def test_the_dataset_picker_opens_the_doctor_beside_its_preview(
     with qtbot.waitSignal(picker.doctor.finished, timeout=WAIT_MS):
         pass
     assert picker.doctor.error  # no model in a bare picker's config: said, not crashed
+
+
+def test_progress_events_move_the_bar_and_stale_ones_are_ignored(qtbot: QtBot) -> None:
+    view = DoctorView(cwd=REPO_ROOT)
+    qtbot.addWidget(view)
+    view._generation = 3
+    view.progress.show()
+    view._on_event(3, {"event": "progress", "done": 4000, "total": 100_000})
+    assert (view.progress.maximum(), view.progress.value()) == (100_000, 4000)
+    assert "4,000 of 100,000" in view.status.text()
+    view._on_event(2, {"event": "progress", "done": 9000, "total": 100_000})  # an earlier run's
+    assert view.progress.value() == 4000
+    view._on_event(3, {"event": "error", "message": "line 7: bad row", "hint": "fix line 7"})
+    assert view.error == "line 7: bad row\nHint: fix line 7" and not view.progress.isVisible()
