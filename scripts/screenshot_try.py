@@ -3,8 +3,8 @@ beside its base model answering the same questions (real chat processes, greedy 
 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/screenshot_try.py
 
-Trains the chat tests' run (tests/trainer/chat_runs.py: 30 LoRA steps on the tiny model, about
-half a minute here) in a scratch folder first.
+Trains the chat tests' run (tests/trainer/chat_runs.py: 100 LoRA steps on the tiny model, under a
+minute here) in a scratch folder first.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ for _name in ("DATA", "CONFIG", "CACHE"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("QT_API", "pyside6")
 os.environ.setdefault("TUNEDECK_TORCH_THREADS", "1")
-QUESTIONS = ("What is the capital of France?", "Name a color.")
+QUESTIONS = ("What is the capital of France?", "Name a color.", "Count to three.")
 
 
 def _wait(app: object, done: object, what: str, timeout_s: float = 300) -> None:
@@ -64,7 +64,7 @@ def main() -> None:
         tab.input.setPlainText(question)
         tab.send()
         _wait(app, lambda: not tab.generating, f"the answers to {question!r}")
-    tab.input.setPlainText("Count to three.")
+    tab.input.setPlainText("Say hello.")
     for _ in range(20):
         app.processEvents()
         time.sleep(0.05)

@@ -80,7 +80,7 @@ def test_a_job_offers_its_model_checkpoints_and_base(chat_run: ChatRun, tmp_path
         job = store_job(store, chat_run)
         running = store_job(store, chat_run, status="running")
     labels = [t.short_label for t in job_targets(job, tmp_path)]
-    assert labels == ["tuned", "checkpoint 30", "checkpoint 20", "base"]
+    assert labels == ["tuned", "checkpoint 100", "checkpoint 50", "base"]
     assert job_targets(job, tmp_path)[0].label == "chat-demo · tuned"
     with pytest.raises(ChatUnavailable, match="is running"):
         job_targets(running, tmp_path)

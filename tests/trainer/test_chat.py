@@ -107,11 +107,20 @@ def test_stop_ends_a_generation_after_the_token_in_progress(
     tokenizer, model = load_tokenizer_for(choice, cfg), load_model(choice, cfg, placement)
     pieces: list[str] = []
     request = parse_generate(
-        {"prompt": [{"role": "user", "content": "Hi"}], "max_new_tokens": 500,
-         "min_new_tokens": 500, "temperature": 1.0, "seed": 3}
+        {
+            "prompt": [{"role": "user", "content": "Hi"}],
+            "max_new_tokens": 500,
+            "min_new_tokens": 500,
+            "temperature": 1.0,
+            "seed": 3,
+        }
     )
     answer = generate(
-        model, tokenizer, request, device="cpu", should_stop=lambda: len(pieces) >= 3,
+        model,
+        tokenizer,
+        request,
+        device="cpu",
+        should_stop=lambda: len(pieces) >= 3,
         emit=pieces.append,
     )
     # (a token may end inside a character and emit nothing yet: tokens can run ahead of pieces)
@@ -120,8 +129,13 @@ def test_stop_ends_a_generation_after_the_token_in_progress(
 
     def run(seed: int | None, temperature: float) -> str:
         req = parse_generate(
-            {"prompt": "the model", "max_new_tokens": 12, "min_new_tokens": 12,
-             "temperature": temperature, "seed": seed}
+            {
+                "prompt": "the model",
+                "max_new_tokens": 12,
+                "min_new_tokens": 12,
+                "temperature": temperature,
+                "seed": seed,
+            }
         )
         return generate(
             model, tokenizer, req, device="cpu", should_stop=lambda: False, emit=lambda t: None
@@ -157,8 +171,13 @@ def _huge_model(folder: Path) -> Path:
     all the size check reads)."""
     folder.mkdir(parents=True)
     header = json.dumps(
-        {"model.embed_tokens.weight": {"dtype": "F32", "shape": [200_000, 200_000],
-                                       "data_offsets": [0, 160_000_000_000]}}
+        {
+            "model.embed_tokens.weight": {
+                "dtype": "F32",
+                "shape": [200_000, 200_000],
+                "data_offsets": [0, 160_000_000_000],
+            }
+        }
     ).encode()
     (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
     (folder / "config.json").write_text(

@@ -47,7 +47,7 @@ def test_piped_requests_on_a_checkpoint(chat_run: ChatRun) -> None:
             "--config",
             str(chat_run.config_path),
             "--checkpoint",
-            "20",
+            "50",
             "--json",
         ],
         input="".join(json.dumps(r) + "\n" for r in requests),
@@ -61,7 +61,7 @@ def test_piped_requests_on_a_checkpoint(chat_run: ChatRun) -> None:
     events = [json.loads(line) for line in done.stdout.splitlines()]  # stdout: events only
     kinds = [e["event"] for e in events]
     assert kinds[:2] == ["loading", "ready"]
-    assert "checkpoint 20" in events[0]["message"] and events[1]["adapter"] is True
+    assert "checkpoint 50" in events[0]["message"] and events[1]["adapter"] is True
     rows = next(e for e in events if e["event"] == "rows")
     assert len(rows["rows"]) == 2 and rows["total"] == 4 and rows["rows"][0]["reference"]
     failed = next(e for e in events if e["event"] == "failed")
