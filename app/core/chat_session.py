@@ -317,10 +317,13 @@ class ChatCatalog:
     """The models the Try tab offers, read from the store: a job's own, and other finished
     jobs' (their final model, else their newest checkpoint) to compare with."""
 
-    def __init__(self, store: Any, fallback_dir: Path, *, others_limit: int = 30) -> None:
+    def __init__(
+        self, store: Any, fallback_dir: Path, *, others_limit: int = 30, scan_limit: int = 200
+    ) -> None:
         self.store = store
         self.fallback_dir = fallback_dir
         self.others_limit = others_limit
+        self.scan_limit = scan_limit  # newest jobs looked at (this runs on the GUI thread)
 
     def targets(self, job_id: str) -> list[ChatTarget]:
         job = self.store.get_job(job_id)
@@ -330,7 +333,7 @@ class ChatCatalog:
 
     def other_targets(self, job_id: str) -> list[ChatTarget]:
         found: list[ChatTarget] = []
-        for job in self.store.list_jobs():
+        for job in self.store.list_jobs()[: self.scan_limit]:
             if len(found) >= self.others_limit:
                 break
             if job.id == job_id or job.status not in TRY_STATUSES:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from app.core.chat_session import (
+    ChatCatalog,
     ChatSession,
     ChatSessions,
     ChatUnavailable,
@@ -84,6 +85,13 @@ def test_a_job_offers_its_model_checkpoints_and_base(chat_run: ChatRun, tmp_path
     assert job_targets(job, tmp_path)[0].label == "chat-demo · tuned"
     with pytest.raises(ChatUnavailable, match="is running"):
         job_targets(running, tmp_path)
+
+    with Store(tmp_path / "store.sqlite3") as store:
+        other = store_job(store, chat_run)
+        catalog = ChatCatalog(store, tmp_path)
+        assert catalog.targets(job.id)[0].key == f"{job.id}:final"
+        # to compare with: other finished jobs' final models (never a running one)
+        assert [t.key for t in catalog.other_targets(job.id)] == [f"{other.id}:final"]
 
 
 def test_sessions_stream_compare_stop_and_release(chat_run: ChatRun, tmp_path: Path) -> None:
