@@ -111,6 +111,7 @@ def phase_doctor(data: Path, model: str, max_length: int) -> dict[str, Any]:
         "checked": report.checked_against_trl,
         "findings": [f.kind for f in report.findings],
         "truncated_share": report.truncated_share,
+        "timings": report.timings,
     }
 
 
@@ -150,6 +151,13 @@ def main() -> int:
         f"doctor (whole):            {doctor['seconds']:8.2f} s   peak {doctor['peak_mb']:6.0f} MB"
     )
     print(f"ratio doctor / plain:      {doctor['seconds'] / plain['seconds']:8.2f}  (target <= 2)")
+    loaded = doctor["seconds"] - doctor["timings"]["load"]
+    print(
+        f"  without loading the tokenizer and TRL (the plain pass has its tokenizer loaded): "
+        f"{loaded:.2f} s, "
+        f"ratio {loaded / plain['seconds']:.2f}"
+    )
+    print("  doctor stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in doctor["timings"].items()))
     print(
         f"doctor: {doctor['examples']:,} examples, path {doctor['path']}, {doctor['checked']} "
         f"sample sequences checked against TRL, findings: {', '.join(doctor['findings'])}"

@@ -215,12 +215,23 @@ def _with_eos(text: str, eos: str) -> str:
 def _chat_ids(tok: Any, conversations: list[Any], **kwargs: Any) -> list[list[int]]:
     if not conversations:
         return []
-    out = tok.apply_chat_template(conversations, tokenize=True, return_dict=True, **kwargs)
-    return [list(ids) for ids in out["input_ids"]]
+    # TRL's call, batched; the attention masks it also makes are all ones and not needed here
+    out = tok.apply_chat_template(
+        conversations,
+        tokenize=True,
+        return_dict=True,
+        tokenizer_kwargs={"return_attention_mask": False},
+        **kwargs,
+    )
+    ids: list[list[int]] = out["input_ids"]
+    return ids
 
 
 def _text_ids(tok: Any, texts: list[str]) -> list[list[int]]:
-    return [list(ids) for ids in tok(texts)["input_ids"]] if texts else []
+    if not texts:
+        return []
+    ids: list[list[int]] = tok(texts, return_attention_mask=False)["input_ids"]
+    return ids
 
 
 def _prefix_len(a: Sequence[int], b: Sequence[int]) -> int:

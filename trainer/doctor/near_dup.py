@@ -34,8 +34,16 @@ def digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+# ASCII text (most rows) takes str.translate, several times faster than the regular expression
+_ASCII_NON_WORD = str.maketrans(
+    {chr(c): " " for c in range(128) if not (chr(c).isalnum() and chr(c).isascii())}
+)
+
+
 def normalise(text: str) -> str:
     """Case folded, every run of punctuation or spacing made one space."""
+    if text.isascii():
+        return " ".join(text.lower().translate(_ASCII_NON_WORD).split())
     return _NON_WORD.sub(" ", text.casefold()).strip()
 
 

@@ -9,6 +9,7 @@ from. Needs the tokenizer, so it runs in the trainer's environment.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,7 @@ class DoctorReport:
     checked_against_trl: int  # sample sequences where the batched marks matched TRL's
     path: str  # "batched" or "trl" (the batched marks differed, every row went through TRL)
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
     def truncated_share(self) -> float:
@@ -132,6 +134,7 @@ class DoctorReport:
             "checked_against_trl": self.checked_against_trl,
             "path": self.path,
             "notes": self.notes,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
     def text(self) -> str:
@@ -238,6 +241,7 @@ def run_doctor(
     from trainer.modeling import load_tokenizer, resolve_model_path
     from trainer.run import resolve_paths
 
+    clock = _Stages()
     base = (base_dir or Path.cwd()).resolve()
     cfg = resolve_paths(cfg, base)
     d = cfg.dataset
@@ -250,7 +254,9 @@ def run_doctor(
     check_method(fmt, cfg.method, has_reward_model=reward_elsewhere, source=source)
     groups = prepare_groups(rows, fmt, cfg.method, _policy_purpose(cfg), source=source)
     examples = [(row.line, ex) for row, group in zip(rows, groups, strict=True) for ex in group]
+    clock.lap("rows")
     findings = _row_findings(cfg, rows, fmt, examples, base)
+    clock.lap("findings")
 
     try:
         tokenizer = load_tokenizer(cfg, resolve_model_path(cfg.model.name_or_path, base))
@@ -272,7 +278,24 @@ def run_doctor(
     from trainer.doctor.marks import encode_context
 
     ctx = encode_context(cfg, tokenizer)
-    return _measure(cfg, ctx, source, fmt, len(rows), examples, findings, sample, progress)
+    clock.lap("load")  # the tokenizer, transformers and TRL
+    report = _measure(cfg, ctx, source, fmt, len(rows), examples, findings, sample, progress)
+    clock.lap("marks")
+    report.timings = clock.laps
+    return report
+
+
+class _Stages:
+    """Seconds spent in each stage, for the bench and the curious (``timings`` in the result)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = now - self._last
+        self._last = now
 
 
 def _measure(
