@@ -1,4 +1,4 @@
-"""A finished LoRA run on the tiny model for the chat tests, trained once per test session: 100
+"""A finished LoRA run on the demo model (builtin:tiny-llama) for the chat tests, trained once per test session: 100
 TRL steps on four question/answer pairs (about 5 s of training), enough for the tuned model's
 greedy answers to be the data's answers while the random base model babbles."""
 
@@ -24,6 +24,7 @@ class ChatRun:
 
 def chat_config(folder: Path, model_dir: Path) -> dict[str, Any]:
     data = run_config(folder, model_dir)
+    data["model"]["name_or_path"] = "builtin:tiny-llama"  # the demo's model, as users pick it
     data["name"] = "chat-demo"
     data["training"].update(max_steps=100, learning_rate=0.005)
     data["checkpoint"] = {"save_steps": 50}
