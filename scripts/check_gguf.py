@@ -21,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PROMPTS = [
-    "What is the capital of France?",
+    "Tell me about the city of Paris.",
     "Write a haiku about the sea.",
     "List three uses of a paperclip.",
 ]

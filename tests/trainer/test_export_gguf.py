@@ -78,6 +78,7 @@ def check_gguf_file(path: Path, model_dir: Path, gguf_type: str) -> None:
     assert _field(reader, "llama.block_count") == config["num_hidden_layers"]
     assert _field(reader, "llama.attention.head_count_kv") == config["num_key_value_heads"]
     assert _field(reader, "tokenizer.ggml.model") == "gpt2"
+    assert _field(reader, "tokenizer.ggml.pre") == "gpt-2"  # a name llama.cpp knows
     vocab = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
     tokens = _field(reader, "tokenizer.ggml.tokens")
     assert len(tokens) == config["vocab_size"]

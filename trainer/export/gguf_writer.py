@@ -26,7 +26,7 @@ from trainer.export.progress import SILENT, Progress
 GGUF_TYPES = ("f16", "q8_0")
 SUPPORTED_ARCHITECTURES = {"LlamaForCausalLM": "llama"}
 # pre-tokenizers we can name for llama.cpp (it applies its own regex by this name)
-_BYTE_LEVEL_PRE = "gpt2"
+_BYTE_LEVEL_PRE = "gpt-2"  # llama.cpp's name for the GPT-2 regex (not "gpt2")
 
 
 @dataclass(frozen=True)
