@@ -112,6 +112,7 @@ def main() -> int:
             print(f"  llama.cpp:    {ours}")
             print(f"  text: {tokenizer.decode(reference)!r}")
             print(f"  {'SAME' if same else 'DIFFERENT'} first {len(reference)} greedy tokens")
+        llm.close()  # before interpreter shutdown, when llama-cpp-python's own cleanup fails
         print(f"\n{len(PROMPTS) - failures}/{len(PROMPTS)} prompts: llama.cpp matches transformers")
         return 1 if failures else 0
 
