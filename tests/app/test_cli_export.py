@@ -54,6 +54,7 @@ def tunedeck(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.slow  # three export subprocesses (each imports torch): 10-15 s
 def test_export_model_gguf_shows_progress_and_size_and_never_overwrites(
     trained: Path, tmp_path: Path
 ) -> None:

@@ -174,6 +174,7 @@ def _events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow  # three export subprocesses (each imports torch): 10-15 s
 def test_export_verb_writes_gguf_and_modelfile_with_progress_and_refuses_to_overwrite(
     lora_config: Path, tmp_path: Path
 ) -> None:
