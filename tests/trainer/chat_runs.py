@@ -1,6 +1,7 @@
-"""A finished LoRA run on the demo model (builtin:tiny-llama) for the chat tests, trained once per test session: 100
-TRL steps on four question/answer pairs (about 5 s of training), enough for the tuned model's
-greedy answers to be the data's answers while the random base model babbles."""
+"""A finished LoRA run on the demo model (builtin:tiny-llama) for the chat tests, trained once
+per test session: 100 TRL steps on four question/answer pairs (about 5 s of training), enough
+for the tuned model's greedy answers to be the data's answers while the random base model
+babbles."""
 
 from __future__ import annotations
 
