@@ -45,6 +45,9 @@ Description: fine-tune language models locally or on RunPod
  The app carries no training stack: "Set up local training" creates a
  separate Python environment with the right torch build on first start.
 CONTROL
-dpkg-deb --root-owner-group -Zxz --build "$root" "$out" >/dev/null
+# Releases take xz at its default level; a package that is built only to be installed and
+# thrown away (`make test-package` in CI) may ask for a faster one: DEB_COMPRESSION="-Zxz -z1"
+# shellcheck disable=SC2086  # the options are words on purpose
+dpkg-deb --root-owner-group ${DEB_COMPRESSION:--Zxz} --build "$root" "$out" >/dev/null
 echo "Depends: $depends"
 echo "deb $out: $(du -m --apparent-size "$out" | cut -f1) MB ($(stat -c %s "$out") bytes); installs $((installed_kb / 1024)) MB"
