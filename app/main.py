@@ -500,6 +500,9 @@ class Tunedeck:
             await self.runpod_client.aclose()
         if self.receiver is not None:
             await self.receiver.stop()
+        close_notifier = getattr(self.notifier, "close", None)
+        if callable(close_notifier):
+            close_notifier()
         if self.store is not None:
             self.store.close()
 

@@ -306,6 +306,19 @@ class DesktopNotifierBackend:
             self._give_up(type(exc).__name__)
             return False
 
+    def close(self) -> None:
+        """Drop the session-bus connection. Its socket is watched by the event loop that opened
+        it; a loop closed with the watch still in place (qasync's is a QSocketNotifier) fires on
+        whatever file later gets that descriptor number, which crashed a later Qt event pass."""
+        backend = getattr(self._notifier, "_backend", None)  # desktop-notifier offers no close
+        bus = getattr(backend, "bus", None)
+        self._notifier = None
+        if bus is not None:
+            try:
+                bus.disconnect()
+            except Exception:
+                log.debug("closing the notification bus failed", exc_info=True)
+
     def _give_up(self, reason: str) -> None:
         self._unavailable = True
         log.warning(

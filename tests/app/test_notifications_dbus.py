@@ -106,6 +106,7 @@ async def _show_job_completed() -> tuple[bool, list[dict[str, Any]]]:
         )
         assert note is not None
         delivered = await notifier.send(note)  # a second one on the same connection
+        notifier.close()
         return delivered, server.shown
     finally:
         server_bus.disconnect()
