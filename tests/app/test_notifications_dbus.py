@@ -130,6 +130,7 @@ def test_desktop_notifier_shows_job_completed_on_the_session_bus(session_bus: st
 def test_desktop_notifier_works_on_the_apps_qasync_loop(session_bus: str, qapp: Any) -> None:
     # the GUI runs asyncio on qasync's loop: dbus-fast must get its socket events there too
     import qasync
+    import shiboken6
 
     loop = qasync.QEventLoop(qapp)
     try:
@@ -139,5 +140,9 @@ def test_desktop_notifier_works_on_the_apps_qasync_loop(session_bus: str, qapp: 
     finally:
         loop.close()
         asyncio.set_event_loop(None)
+        # qasync's close() leaves its timer object's pending timers (wait_for's 20 s timeout)
+        # registered; once the loop was collected, a later test's Qt event pass fired one on a
+        # freed object and crashed the whole run. Deleting the timer object unregisters them.
+        shiboken6.delete(loop._timer)
     assert delivered is True
     assert shown == [EXPECTED, EXPECTED]

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import qasync
+import shiboken6
 from PySide6.QtWidgets import QApplication
 
 
@@ -22,3 +23,7 @@ def qloop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
     yield loop
     loop.close()  # stops qasync's executor threads (asyncio.to_thread runs there)
     asyncio.set_event_loop(None)
+    # close() leaves the pending timers of qasync's timer object registered with Qt; fired by a
+    # later test's event pass after the loop was collected, one crashed the run (segfault).
+    # Deleting the object unregisters them.
+    shiboken6.delete(loop._timer)
