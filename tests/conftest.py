@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture
+def qloop(qapp: Any) -> Iterator[Any]:
+    """An asyncio loop on Qt's (qasync), for tests that drive the app's coroutines.
+
+    pytest-qt's waitUntil spins a nested Qt loop in which asyncio does not run (NOTES.md): such
+    tests use ``loop.run_until_complete`` and poll with ``tests.ui.app_harness.until``.
+    """
+    import asyncio
+
+    import qasync
+    import shiboken6
+
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()  # stops qasync's executor threads (asyncio.to_thread runs there)
+    asyncio.set_event_loop(None)
+    # close() leaves the pending timers of qasync's timer object registered with Qt; fired by a
+    # later test's event pass after the loop was collected, one crashed the run (segfault).
+    # Deleting the object unregisters them.
+    shiboken6.delete(loop._timer)

@@ -20,7 +20,6 @@ import pytest
 import qasync
 from keyring.backend import KeyringBackend
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.core.credentials import CredentialStore, KeyringUnavailable
@@ -69,15 +68,6 @@ def hanging_keyring() -> Iterator[type[HangingKeyring]]:
         HangingKeyring.release.set()  # the abandoned calls end; their threads exit
         HangingKeyring.hanging.clear()
         keyring.set_keyring(previous)
-
-
-@pytest.fixture
-def qloop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.close()
-    asyncio.set_event_loop(None)
 
 
 class Ticks:
