@@ -241,6 +241,7 @@ def test_push_env_overrides_repo_and_token(
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     cfg = parse_config({"output": {"push_to_hub": True, "hub_repo": "me/tuned"}})
     merged = tmp_path / "merged"
+    merged.mkdir()  # as save_final leaves it; the push writes its model card there
     push_to_hub(cfg, Artifacts(output_dir=tmp_path, is_adapter=True, merged_dir=merged))
     (_, init), (_, create), (_, upload) = fake_hub.calls
     assert init == {"token": "hf_secret"}
