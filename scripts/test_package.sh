@@ -2,8 +2,8 @@
 # `make test-package` (after `make package`): the built folder and the installed .deb work.
 #
 # 1. dist/tunedeck: --version of both commands, --smoke-test offscreen.
-# 2. The .deb: dpkg -i (root: CI runs as root on this kind of machine), the installed commands'
-#    --version and --smoke-test (offscreen, and under Xvfb on the real xcb plugin when
+# 2. The .deb: apt-get install ./deb (root: CI runs as root on this kind of machine), the
+#    installed commands' --version and --smoke-test (offscreen, and under Xvfb on the real xcb plugin when
 #    xvfb-run is there: that is what proves the Depends line).
 # 3. From the installed app: `tunedeck setup-training` (pip, torch from the constraints file:
 #    on these machines the CPU wheel lies on disk) and the demo run through the installed CLI's
@@ -35,7 +35,15 @@ list_files() { find "${watched[@]}" 2>/dev/null | grep -v -e '/icon-theme\.cache
 list_files >"$scratch/before"
 
 say "install $deb"
-dpkg -i "$deb"
+# as a user installs it (README): apt resolves the Depends line on a machine that lacks some of
+# the libraries (dpkg -i would stop there); plain dpkg where there is no apt
+if command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends "$PWD/$deb" ||
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$PWD/$deb"; }
+else
+    dpkg -i "$deb"
+fi
 cleanup_deb() { dpkg -r tunedeck >/dev/null 2>&1 || true; rm -rf "$scratch"; }
 trap cleanup_deb EXIT
 [[ -x /opt/tunedeck/tunedeck-gui && -L /usr/bin/tunedeck-gui && -L /usr/bin/tunedeck ]] ||
