@@ -52,7 +52,8 @@ class Finding:
         return asdict(self)
 
 
-def _lines(rows: Iterable[int]) -> list[int]:
+def example_lines(rows: Iterable[int]) -> list[int]:
+    """The first EXAMPLE_LINES distinct line numbers, in order."""
     out: list[int] = []
     for line in rows:
         if line not in out:
@@ -99,7 +100,7 @@ def empty_fields(rows: Sequence[Row]) -> list[Finding]:
             f"({', '.join(fields[:5])})",
             hint="fill these fields in or remove the rows: an empty turn trains the model to "
             "answer with nothing",
-            lines=_lines(line for line, _ in hits),
+            lines=example_lines(line for line, _ in hits),
             detail={"fields": fields},
         )
     ]
@@ -145,7 +146,7 @@ def duplicates(rows: Sequence[Row]) -> list[Finding]:
                 message=f"{_plural(len(exact), 'row')} repeat an earlier row exactly",
                 hint="remove the copies: repeated rows are trained on more than once and can "
                 "leak into the evaluation split",
-                lines=_lines(line for pair in exact for line in (pair[1], pair[0])),
+                lines=example_lines(line for pair in exact for line in (pair[1], pair[0])),
             )
         )
     texts = [_row_text(r.data) for r in unique]
@@ -161,7 +162,7 @@ def duplicates(rows: Sequence[Row]) -> list[Finding]:
                 message=f"{_plural(repeats, 'row')} nearly repeat another row (same words once "
                 "case, punctuation and spacing are ignored, or most word triples shared)",
                 hint="look at the example lines; drop copies that say the same thing",
-                lines=_lines(line for g in near for line in g),
+                lines=example_lines(line for g in near for line in g),
                 detail={"groups": [g[:5] for g in near[:5]]},
             )
         )
@@ -185,7 +186,7 @@ def preference_checks(pairs: Sequence[tuple[int, Any, Any, Any]]) -> list[Findin
                 "the same text",
                 hint="such a pair carries no preference (its loss gradient is zero); fix or "
                 "remove it",
-                lines=_lines(same),
+                lines=example_lines(same),
             )
         )
     by_prompt: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
@@ -209,7 +210,7 @@ def preference_checks(pairs: Sequence[tuple[int, Any, Any, Any]]) -> list[Findin
                 message=f"{_plural(n, 'pair')} contradict another pair for the same prompt "
                 "(A over B, and B over A)",
                 hint="decide which answer is better and keep one of the two rows",
-                lines=_lines(contradicting),
+                lines=example_lines(contradicting),
             )
         )
     sized = [(line, len(text_of(c)), len(text_of(r))) for line, _, c, r in pairs]
@@ -231,7 +232,9 @@ def preference_checks(pairs: Sequence[tuple[int, Any, Any, Any]]) -> list[Findin
                     hint=f"the model may learn that {side} is better rather than what makes an "
                     "answer good; add pairs where the better answer is the "
                     f"{'shorter' if side == 'longer' else 'longer'} one",
-                    lines=_lines(longer if share >= 0.5 else [s[0] for s in sized if s[1] < s[2]]),
+                    lines=example_lines(
+                        longer if share >= 0.5 else [s[0] for s in sized if s[1] < s[2]]
+                    ),
                     detail={"chosen_longer_share": round(share, 4), "pairs": len(sized)},
                 )
             )
@@ -258,7 +261,7 @@ def kto_balance(
                 count=len(labels),
                 message=f"every row has the same label: no {missing} rows",
                 hint="KTO needs both desirable and undesirable examples; add the missing kind",
-                lines=_lines(line for line, _ in labels),
+                lines=example_lines(line for line, _ in labels),
                 detail={"desirable": good, "undesirable": bad, "docs": KTO_DOCS},
             )
         ]
@@ -283,7 +286,7 @@ def kto_balance(
             f"outside TRL's guidance of {low:g} to {high:.2f}",
             hint=f"set {advice}: TRL's KTO guidance is a weighted desirable / undesirable "
             f"ratio between 1:1 and 4:3 ({KTO_DOCS})",
-            lines=_lines(rare),
+            lines=example_lines(rare),
             detail={
                 "desirable": good,
                 "undesirable": bad,
@@ -346,7 +349,7 @@ def reward_fields(
                     f"{reward!r} reads",
                     hint=f"add a {column!r} field to these rows (for chat rows: an assistant "
                     f"answer), or drop {reward!r} from grpo.reward_functions",
-                    lines=_lines(lacking),
+                    lines=example_lines(lacking),
                     detail={"reward": reward, "column": column},
                 )
             )

@@ -17,11 +17,11 @@ from typing import Any
 
 from trainer.config import ConfigError, RunConfig
 from trainer.doctor.findings import (
-    EXAMPLE_LINES,
     Finding,
     columns_read,
     duplicates,
     empty_fields,
+    example_lines,
     kto_balance,
     preference_checks,
     reward_fields,
@@ -416,7 +416,7 @@ def _cut_findings(
                 f"max_length {ctx.max_length} and are cut ({ctx.truncation_mode})",
                 hint="raise training.max_length (memory grows with it) or shorten these rows; "
                 "what is cut is never trained on",
-                lines=_first(truncated),
+                lines=example_lines(truncated),
             )
         )
     if dropped:
@@ -428,17 +428,7 @@ def _cut_findings(
                 message=f"{len(dropped)} of {examples} examples keep no trained token after the "
                 "cut (the prompt alone fills max_length) and are dropped by the trainer",
                 hint="raise training.max_length or shorten the prompts of these rows",
-                lines=_first(dropped),
+                lines=example_lines(dropped),
             )
         )
-    return out
-
-
-def _first(lines: list[int]) -> list[int]:
-    out: list[int] = []
-    for line in lines:
-        if line not in out:
-            out.append(line)
-        if len(out) >= EXAMPLE_LINES:
-            break
     return out
