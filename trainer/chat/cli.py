@@ -26,6 +26,7 @@ from typing import IO, Any
 from trainer.chat import ChatError
 from trainer.chat.protocol import OPS, parse_generate, parse_rows
 from trainer.config import RunConfig, load_config
+from trainer.jsonl import EventWriter
 
 EXIT_OK, EXIT_USER_ERROR = 0, 2
 _QUIT = object()
@@ -44,20 +45,6 @@ def add_chat_arguments(p: argparse.ArgumentParser) -> None:
     which.add_argument("--base", action="store_true", help="the base model, without the training")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--json", action="store_true", help="JSON lines (the only output there is)")
-
-
-class EventWriter:
-    """One JSON event a line on the real stdout, from any thread."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.lock = threading.Lock()
-
-    def __call__(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, **fields}, ensure_ascii=False)
-        with self.lock:
-            self.stream.write(line + "\n")
-            self.stream.flush()
 
 
 class Requests:

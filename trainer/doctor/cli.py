@@ -9,13 +9,12 @@ with exit 2 for a config or dataset the user can fix. Anything a library prints 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
 
 from trainer.config import ConfigError, load_config
 from trainer.doctor.report import DEFAULT_SAMPLES
+from trainer.jsonl import EventWriter
 
 EXIT_OK, EXIT_USER_ERROR = 0, 2
 
@@ -31,13 +30,6 @@ def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _emit(out: TextIO, event: dict[str, Any]) -> None:
-    from trainer.events import json_safe
-
-    out.write(json.dumps(json_safe(event), ensure_ascii=False) + "\n")
-    out.flush()
-
-
 def cmd_doctor(ns: argparse.Namespace) -> int:
     from trainer.data.formats import DatasetError
     from trainer.doctor.report import run_doctor
@@ -48,23 +40,22 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
         print(report.text())
         return EXIT_OK
     out = sys.stdout
+    emit = EventWriter(out)
     sys.stdout = sys.stderr  # a library's print() must not break the JSON stream
     try:
         report = run_doctor(
             load_config(ns.config),
             base_dir=Path.cwd(),
             sample=sample,
-            progress=lambda done, total: _emit(
-                out, {"event": "progress", "done": done, "total": total}
-            ),
+            progress=lambda done, total: emit("progress", done=done, total=total),
         )
-        _emit(out, {"event": "result", **report.as_json()})
+        emit("result", **report.as_json())
         return EXIT_OK
     except (ConfigError, DatasetError) as err:
         problems = [str(p) for p in getattr(err, "problems", None) or [str(err)]]
         source = getattr(err, "source", None)
         message = "\n".join(f"{source}: {p}" if source else p for p in problems)
-        _emit(out, {"event": "error", "message": message, "hint": getattr(err, "hint", "") or ""})
+        emit("error", message=message, hint=getattr(err, "hint", "") or "")
         return EXIT_USER_ERROR
     finally:
         sys.stdout = out

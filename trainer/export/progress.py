@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any, TextIO
+
+from trainer.jsonl import EventWriter
 
 
 class Progress:
@@ -18,12 +19,7 @@ class Progress:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
-
-    def emit(self, event: str, **fields: Any) -> None:
-        if self.stream is None:
-            return
-        self.stream.write(json.dumps({"event": event, **fields}, allow_nan=False) + "\n")
-        self.stream.flush()
+        self.emit = EventWriter(stream)
 
     def stage(self, stage: str, message: str) -> None:
         self.emit("stage", stage=stage, message=message)
