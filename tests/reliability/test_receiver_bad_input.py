@@ -251,7 +251,9 @@ def _headers(
     if auth in tokens:
         headers["Authorization"] = f"Bearer {tokens[auth].token}"
     elif auth == "garbage":
-        headers["Authorization"] = "Bearer x" + scene.own.token[1:]
+        # one character off the job's token (never the token itself: tokens are random)
+        first = "y" if scene.own.token.startswith("x") else "x"
+        headers["Authorization"] = f"Bearer {first}{scene.own.token[1:]}"
     elif auth == "basic":
         headers["Authorization"] = f"Basic {scene.own.token}"
     elif auth == "empty":

@@ -350,7 +350,9 @@ def test_when_the_app_vanishes_the_pod_terminates_itself_after_the_grace_time(
     runpod.grace_minutes, then the agent deletes its own pod with the pod-scoped key. The next
     start finds the pod gone and closes the job saying why."""
     point_app_at(fake_runpod, monkeypatch)
-    cfg = cloud_config(max_steps=4)
+    # long enough (seconds, with a checkpoint every 2 steps) that the app leaves mid-run even
+    # when the first point reaches it late
+    cfg = cloud_config(max_steps=40)
     cfg = cfg.model_copy(update={"runpod": cfg.runpod.model_copy(update={"grace_minutes": 0.05})})
     store = Store()
 
@@ -359,6 +361,7 @@ def test_when_the_app_vanishes_the_pod_terminates_itself_after_the_grace_time(
             job = create_job_for(store, cfg, target="runpod")
             await launcher.start(job, cfg)
             await _wait_for_points(store, job.id, 1, RUN_TIMEOUT_S)
+        assert not store.require_job(job.id).is_final, "the run ended before the app left"
         # the app is gone; the run finishes and nobody collects it
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while fake_runpod.live_pods():
