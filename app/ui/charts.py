@@ -6,10 +6,11 @@ points (peak downsampling, about two points a pixel) for the x window in view. T
 pyqtgraph's own ``setDownsampling(mode="peak")`` and ``setClipToView`` do (``apply_fast_drawing``,
 kept for bench/charts.py), but theirs redo every curve of a plot whenever its x range moves,
 which a live chart following its data does every frame; ours redo only the curves whose data
-changed, so the curves are plain ``PlotCurveItem``s. Incoming points never redraw anything by
-themselves: they start a single-shot timer, so however many batches arrive in a frame the charts
-are redrawn once (``FRAME_MS``, stretched by ``FRAME_BUDGET_SHARE`` when frames are costly), and
-not at all while the charts are hidden. The numbers live in
+changed, so the curves are plain curve items (``app.ui.chart_items.Line``), and the view
+follows its data in steps rather than every frame (``FollowingViewBox``). Incoming points never
+redraw anything by themselves: they start a single-shot timer, so however many batches arrive
+in a frame the charts are redrawn once (``FRAME_MS``, stretched by ``FRAME_BUDGET_SHARE`` when
+frames are costly), and not at all while the charts are hidden. The numbers live in
 :class:`app.ui.chart_data.ChartData`; this module only draws them.
 """
 
@@ -39,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.chart_data import ChartData, Panel, drawn, panel, panel_of
+from app.ui.chart_items import FollowingViewBox, Line
 
 FRAME_MS = 16
 # Qt's raster engine draws a 1 px cosmetic line with its fast stroker; at 1.5 px each segment
@@ -80,7 +82,7 @@ class PlotWidget(pg.PlotWidget):  # type: ignore[misc]  # pyqtgraph has no stubs
     """A pyqtgraph plot that reports what its paints cost, for the frame budget."""
 
     def __init__(self, parent: QWidget | None = None, on_paint: Any = None) -> None:
-        super().__init__(parent=parent)
+        super().__init__(parent=parent, viewBox=FollowingViewBox())
         self._on_paint = on_paint
 
     def paintEvent(self, event: QPaintEvent) -> None:  # Qt's name
@@ -112,9 +114,9 @@ def make_plot(panel: Panel, parent: QWidget | None = None, on_paint: Any = None)
 class _Curve:
     """The items of one (job, metric): the raw line, and the smoothed one when smoothing."""
 
-    def __init__(self, raw: pg.PlotCurveItem) -> None:
+    def __init__(self, raw: Line) -> None:
         self.raw = raw
-        self.smooth: pg.PlotCurveItem | None = None
+        self.smooth: Line | None = None
         self.drawn: tuple[Any, ...] | None = None  # (series version, smoothing, x mode, ...)
         self.style: tuple[Any, ...] | None = None
 
@@ -139,6 +141,7 @@ class ChartsView(QWidget):
         self._stale = False  # something changed while the charts were hidden
         self._frame_s = 0.0  # what the latest frame cost: its redraw and the paints after it
         self._painting_s = 0.0
+        self._windowed: dict[pg.ViewBox, bool] = {}  # curves drawn for a zoomed window only
         self._build_controls()
 
     # -- controls -------------------------------------------------------------------------------
@@ -282,7 +285,7 @@ class ChartsView(QWidget):
                 curve = self.curves.get(key) or self._new_curve(key)
                 smoothing = self.weight > 0
                 if smoothing and curve.smooth is None:
-                    curve.smooth = pg.PlotCurveItem()
+                    curve.smooth = Line()
                     curve.smooth.setZValue(1)  # over the faint raw line, whatever came first
                     self.plots[panel_of(metric)].getPlotItem().addItem(curve.smooth)
                 elif not smoothing and curve.smooth is not None:
@@ -295,6 +298,7 @@ class ChartsView(QWidget):
                     curve.style = style
                 plot = self.plots[panel_of(metric)]
                 lo, hi = self._x_window(plot)
+                self._windowed[plot.getPlotItem().vb] = lo is not None
                 budget = max(100, int(plot.getPlotItem().vb.width() * BLOCKS_PER_PIXEL))
                 log = self.log_scale.isChecked()
                 state = (series.version, self.weight, self.x_key, lo, hi, budget, log)
@@ -302,10 +306,10 @@ class ChartsView(QWidget):
                     continue
                 x = series.steps if self.x_key == "step" else job.relative_times(metric)
                 # two points a pixel at most: the raw line faint behind the smoothed one
-                _set_data(curve.raw, *series.decimated(x, 0.0, lo, hi, budget), log=log)
+                curve.raw.set_points(*series.decimated(x, 0.0, lo, hi, budget), log=log)
                 if curve.smooth is not None:
                     xs, ys = series.decimated(x, self.weight, lo, hi, budget)
-                    _set_data(curve.smooth, xs, ys, log=log)
+                    curve.smooth.set_points(xs, ys, log=log)
                 curve.drawn = state
                 touched.add(panel_of(metric))
         for panel_key in touched:
@@ -349,13 +353,14 @@ class ChartsView(QWidget):
         return left - span, right + span
 
     def _x_range_changed(self, box: pg.ViewBox) -> None:
-        # a zoom or pan by the user needs points for the new window; the view following the
-        # data (auto-range) already has them all
-        if not box.autoRangeEnabled()[0]:
+        # a zoom or pan by the user needs points for the new window; a view following the data
+        # (auto-range) has them all, unless it has just been turned back on (the plot's "A")
+        # after a zoom, when its curves hold only the zoomed window
+        if not box.autoRangeEnabled()[0] or self._windowed.get(box, False):
             self.schedule()
 
     def _new_curve(self, key: tuple[str, str]) -> _Curve:
-        raw = pg.PlotCurveItem()
+        raw = Line()
         self.plots[panel_of(key[1])].getPlotItem().addItem(raw)
         curve = self.curves[key] = _Curve(raw)
         return curve
@@ -459,17 +464,6 @@ class ChartsView(QWidget):
             action()
         except OSError as err:
             QMessageBox.warning(self, "Export failed", str(err))
-
-
-def _set_data(item: pg.PlotCurveItem, x: np.ndarray, y: np.ndarray, *, log: bool) -> None:
-    """Hand a curve its points. Series hold finite values only, so pyqtgraph's finite check is
-    skipped; on a log scale the curve gets log10 of them (what PlotDataItem does in log mode),
-    and zero or negative values leave a gap."""
-    if log:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            item.setData(x, np.log10(y), connect="finite", skipFiniteCheck=False)
-    else:
-        item.setData(x, y, connect="all", skipFiniteCheck=True)
 
 
 def _relabel(legend: pg.LegendItem | None, item: pg.PlotCurveItem, name: str) -> None:
