@@ -49,6 +49,16 @@ def test_job_completed_is_recorded_as_a_notification() -> None:
     )
 
 
+def test_a_fractional_duration_is_shown_and_a_nonsense_one_left_out() -> None:
+    cancelled = format_alert(
+        Alert(type="job_cancelled", job_id="j1", duration=95_400.5), job_label="my run"
+    )
+    assert "after 1 min 35 s" in cancelled.body
+    for odd in (-5, float("nan")):
+        note = format_alert(Alert(type="job_cancelled", job_id="j1", duration=odd), job_label="r")
+        assert "after" not in note.body
+
+
 def test_every_alert_type_has_its_own_wording() -> None:
     titles = set()
     for alert_type in ALERT_TYPES:
