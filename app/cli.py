@@ -41,7 +41,7 @@ from app.core.notifications import format_alert
 from app.core.receiver import ReceiverServer
 from app.core.store import Store, StoreError
 from app.core.tokens import new_api_key
-from app.core.trainer_env import launch_python
+from app.core.trainer_python import launch_python
 from trainer.config import ConfigError, RunConfig, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USER_ERROR = 0, 1, 2

@@ -29,7 +29,7 @@ from app.core.chat_session import (
 )
 from app.core.launcher import LaunchError
 from app.core.store import Store
-from app.core.trainer_env import launch_python
+from app.core.trainer_python import launch_python
 from app.core.trainer_subprocess import TrainerProcessError
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2

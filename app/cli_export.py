@@ -28,7 +28,7 @@ from app.core.model_export import (
     start_export,
 )
 from app.core.store import Store
-from app.core.trainer_env import launch_python
+from app.core.trainer_python import launch_python
 from app.core.trainer_subprocess import TrainerProcess, TrainerProcessError
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 130

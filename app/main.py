@@ -231,7 +231,8 @@ class Tunedeck:
             self.store,
             self.ingestor,
             receiver=ReceiverAddress(self.receiver.url, api_key),
-            python=self.settings.trainer_python or sys.executable,
+            # resolved by launch_python at each start ('' in a frozen app: the setup hint)
+            python=self.settings.trainer_python,
             base_dir=self.base_dir,
             on_output=lambda job_id, line: self.bridge.on_output(job_id, line + "\n"),
             on_exit=self.bridge.on_exit,
@@ -264,7 +265,7 @@ class Tunedeck:
         self.window.job_view.try_tab.attach(
             chats.targets,
             others_of=chats.other_targets,
-            python=lambda: getattr(self.settings, "trainer_python", "") or None,
+            python=self._trainer_python,
         )
         from app.core.plan_records import memory_line
 
@@ -282,6 +283,13 @@ class Tunedeck:
         if problem is not None:
             note += f" · {problem.message} Secrets are kept for this session only."
         self.window.statusBar().showMessage(note)
+
+    def _trainer_python(self) -> str:
+        """The Python the Try tab's chats use: launch_python over the settings in memory (a
+        choice saved in Settings applies to the next model loaded)."""
+        from app.core.trainer_python import launch_python
+
+        return launch_python(configured=getattr(self.settings, "trainer_python", ""))
 
     def _job_label(self, job_id: str) -> str | None:
         job = self.store.get_job(job_id) if self.store else None
@@ -376,7 +384,7 @@ class Tunedeck:
         if self.notifications is not None:
             self.notifications.policy = NotificationPolicy.from_settings(settings)
         if self.launcher is not None:
-            self.launcher.python = settings.trainer_python or sys.executable
+            self.launcher.python = settings.trainer_python
         if self.stall_detector is not None:
             self.stall_detector.stall_after_s = settings.stall_minutes * 60.0
         # the Hub token is read from the credentials at each launch (hf_token_source)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.jobs import Job
+from app.core.trainer_python import launch_python
 from app.core.trainer_subprocess import Event, TrainerProcess, TrainerProcessError
 from trainer.checkpoints import checkpoint_folders, checkpoint_step
 from trainer.config import ConfigError, parse_config
@@ -163,20 +164,23 @@ class ChatSession:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> ChatSession:
+        """Start the process; LaunchError (no training environment) or TrainerProcessError."""
+        from app.core.launcher import LaunchError  # the launchers' import chain, on first use
+
         self._tmp = tempfile.TemporaryDirectory(prefix="tunedeck-chat-")
         config = Path(self._tmp.name) / "config.json"
         config.write_text(json.dumps(self.target.config), encoding="utf-8")
-        self.process = TrainerProcess(
-            self.target.verb_args(config),
-            python=self.python,
-            cwd=self.target.work_dir,
-            extra_env=self.extra_env,
-            stdin=True,
-            on_event=self._event,
-        )
         try:
+            self.process = TrainerProcess(
+                self.target.verb_args(config),
+                python=self.python,
+                cwd=self.target.work_dir,
+                extra_env=self.extra_env,
+                stdin=True,
+                on_event=self._event,
+            )
             self.process.start()
-        except TrainerProcessError:
+        except (LaunchError, TrainerProcessError):
             self._cleanup()
             raise
         return self
@@ -268,7 +272,7 @@ class ChatSessions:
     def __init__(
         self,
         *,
-        python: Callable[[], str | None] = lambda: None,
+        python: Callable[[], str | None] = launch_python,
         on_event: SessionCallback = lambda session, event: None,
         idle_release_s: float = IDLE_RELEASE_S,
         extra_env: dict[str, str] | None = None,
@@ -280,7 +284,8 @@ class ChatSessions:
         self.sessions: dict[str, ChatSession] = {}
 
     def get(self, target: ChatTarget) -> ChatSession:
-        """The running session of ``target``, started now if there is none (or it ended)."""
+        """The running session of ``target``, started now if there is none (or it ended) with
+        ``python()`` (default: launch_python); LaunchError or TrainerProcessError when it cannot."""
         session = self.sessions.get(target.key)
         if session is not None and session.running:
             return session

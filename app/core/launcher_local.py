@@ -46,7 +46,7 @@ from app.core.launcher import (
 from app.core.processes import process_start_time, same_process, signal_group
 from app.core.store import Store
 from app.core.tokens import hash_token, new_job_token
-from app.core.trainer_python import clean_environment
+from app.core.trainer_python import clean_environment, launch_python
 from trainer.config import ConfigError, RunConfig, parse_config
 from trainer.events import EVENT_LOG_NAME
 
@@ -103,7 +103,9 @@ class LocalLauncher:
         self.store = store
         self.ingestor = ingestor or Ingestor(store)
         self.receiver = receiver
-        self.python = python or sys.executable
+        # the configured training Python (Settings.trainer_python; None: the saved settings',
+        # '': none), resolved by launch_python at every start: a new choice applies at once
+        self.python = python
         self.trainer_args = tuple(trainer_args)
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.on_output = on_output
@@ -118,9 +120,9 @@ class LocalLauncher:
 
     # -- start ---------------------------------------------------------------------------------
 
-    def command(self, config_path: Path, job_id: str) -> list[str]:
+    def command(self, config_path: Path, job_id: str, python: str) -> list[str]:
         return [
-            self.python,
+            python,
             *self.trainer_args,
             "--config",
             str(config_path),
@@ -173,13 +175,9 @@ class LocalLauncher:
             )
         if job.id in self._runs and not self._runs[job.id].done.is_set():
             raise LaunchError(f"job {job.id} is already running", "Cancel it first.")
-        if getattr(sys, "frozen", False) and self.python == sys.executable:
-            # an installed app is not a Python: `tunedeck-gui -m trainer` would only fail
-            raise LaunchError(
-                "no training environment is set up: this installed Tunedeck has no torch",
-                "Settings ▸ Training environment ▸ Set up local training… (or `tunedeck "
-                "setup-training`), then launch again.",
-            )
+        # an installed app is not a Python (`tunedeck-gui -m trainer` would only fail): the
+        # one rule refuses it with the setup hint before anything is written
+        python = launch_python(configured=self.python)
         work_dir = work_dir or self.base_dir
         output_dir = cfg.resolved_output_dir(work_dir)
         self._refuse_shared_output(job.id, output_dir)
@@ -201,7 +199,7 @@ class LocalLauncher:
             output_dir=str(output_dir),
             exit_code=None,
         )
-        command = self.command(config_path, job.id)
+        command = self.command(config_path, job.id, python)
         events_offset = _size(output_dir / EVENT_LOG_NAME)
         env = self.environment(current, token, cfg, hf_token)
         view = secret_free_env_view({k: env[k] for k in CONTRACT_VARIABLES if k in env})
@@ -277,6 +275,7 @@ class LocalLauncher:
         # where the job first ran, whoever resumes it: its checkpoints are there
         work_dir = work_dir_of(job, cfg, self.base_dir)
         self._refuse_shared_output(job_id, cfg.resolved_output_dir(work_dir))  # before reopening
+        launch_python(configured=self.python)  # no training environment: the job stays as it was
         self.store.reopen_job(job_id)
         job = self.store.update_job(job_id, config_json=cfg.to_json())
         await self.start(job, cfg, work_dir=work_dir)

@@ -492,24 +492,3 @@ def record_environment(python: str) -> Path:
 def with_torch(plan: SetupPlan, build: str) -> SetupPlan:
     """The same plan with another torch build (the dialog's choice)."""
     return replace(plan, torch=choose_torch(build))
-
-
-def launch_python(chosen: str | None = None) -> str:
-    """The Python a local run uses: ``chosen``, else the recorded training environment, else
-    (in a source checkout) this interpreter. A frozen app without one says how to get one."""
-    if chosen:
-        return chosen
-    from app.core.settings import load_settings
-
-    configured = load_settings().settings.trainer_python
-    if configured:
-        return configured
-    if getattr(sys, "frozen", False):
-        from app.core.launcher import LaunchError
-
-        raise LaunchError(
-            "no training environment is set up: this installed Tunedeck has no torch of its own",
-            "Run `tunedeck setup-training` (or Settings ▸ Set up local training in the app), "
-            "or pass --python with a Python that has the trainer installed.",
-        )
-    return sys.executable

@@ -1,4 +1,9 @@
-"""Which Python runs local training, and whether it can.
+"""Which Python runs trainer work, and whether it can.
+
+``launch_python`` is the one rule for which interpreter runs ``python -m trainer`` (local runs,
+the dataset doctor, chat sessions, exports; the CLI and the GUI alike). An installed (frozen)
+Tunedeck is not a Python: without a training environment it raises the one LaunchError that
+says how to set one up, instead of starting itself as the trainer.
 
 The GUI process must never import torch and friends, so the running interpreter is inspected
 with ``importlib.util.find_spec`` (finds a package without importing it) and any other one is
@@ -15,8 +20,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainer.events import CONTRACT_ENV_VARIABLES
+
+if TYPE_CHECKING:
+    from app.core.launcher import LaunchError
 
 # What a trainer environment must be able to import.
 TRAINER_PACKAGES: tuple[str, ...] = ("torch", "transformers", "trl", "peft", "datasets")
@@ -30,6 +39,15 @@ LEAKY_PREFIXES = ("QT_", "QML_", "QML2_", "_PYI_", "_MEIPASS")
 # A key the user exported for their own scripts must not reach a trainer: no trainer needs it
 # (DESIGN.md §5), and a trainer's environment can end up in its log or on a pod.
 ACCOUNT_SECRETS = ("RUNPOD_API_KEY",)
+# What an installed Tunedeck without a training environment says, wherever trainer work starts.
+NO_ENVIRONMENT = (
+    "no training environment is set up: this installed Tunedeck has no torch of its own"
+)
+SETUP_HINT = (
+    "Set one up with Settings ▸ Training environment ▸ Set up local training… (or run "
+    "`tunedeck setup-training`; the command line also takes --python with a Python that has "
+    "the trainer installed)."
+)
 
 # Runs inside the candidate interpreter: find (not import) each package, report versions cheaply.
 _PROBE = """
@@ -63,11 +81,46 @@ def trainer_python_message(path: str) -> str | None:
     """What to tell the user when no training environment is set; None when one is."""
     if path:
         return None
+    if _frozen():
+        return f"{NO_ENVIRONMENT[0].upper()}{NO_ENVIRONMENT[1:]}. {SETUP_HINT}"
     return (
         "No training environment is set: the Python that runs Tunedeck lacks "
         f"{', '.join(missing_here()) or 'the trainer packages'}. Choose a Python that has them "
         f"under Settings → Training environment, or install them with: {INSTALL_HINT}."
     )
+
+
+def _frozen() -> bool:
+    return bool(getattr(sys, "frozen", False))
+
+
+def no_training_environment() -> LaunchError:
+    """The error every entry point raises (and shows) when a frozen app has no trainer Python."""
+    from app.core.launcher import LaunchError  # the launchers' import chain, on first use
+
+    return LaunchError(NO_ENVIRONMENT, SETUP_HINT)
+
+
+def launch_python(chosen: str | None = None, configured: str | None = None) -> str:
+    """The Python that runs trainer work: ``chosen`` (``--python``), else ``configured``
+    (``Settings.trainer_python``; None: read it from the saved settings, '': none set), else,
+    in a source checkout, this interpreter.
+
+    A frozen app is not a Python: when the answer would be its own executable it raises
+    ``no_training_environment()`` (LaunchError with the setup hint) instead. Callers that hold
+    settings in memory (the running app) pass ``configured``; the rest read the saved file.
+    """
+    python = chosen or (_saved_trainer_python() if configured is None else configured)
+    python = python or sys.executable
+    if _frozen() and python == sys.executable:
+        raise no_training_environment()
+    return python
+
+
+def _saved_trainer_python() -> str:
+    from app.core.settings import load_settings  # settings imports this module
+
+    return load_settings().settings.trainer_python
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """The one client for trainer verbs that speak JSON lines (DESIGN.md §8).
 
 ``TrainerProcess(["doctor", "--config", path, "--json"], python=..., cwd=...)`` starts
-``python -m trainer <verb> ...`` with the training Python and the clean environment every local
-run starts from (app.core.trainer_python.clean_environment), in a session of its own. A reader
-thread turns each stdout line into an event (a dict; a line that is not JSON becomes
-``{"event": "log", "line": ...}``) while another keeps the end of stderr. Events reach the caller
-either through ``on_event`` (called on the reader thread: a Qt caller posts them to the GUI
-thread) or through ``events()``, an iterator with a bounded wait per event.
+``python -m trainer <verb> ...`` with the training Python (``launch_python(python)``: a frozen
+app without a training environment raises its LaunchError here, before anything starts) and the
+clean environment every local run starts from (app.core.trainer_python.clean_environment), in
+a session of its own. A reader thread turns each stdout line into an event (a dict; a line
+that is not JSON becomes ``{"event": "log", "line": ...}``) while another keeps the end of
+stderr. Events reach the caller either through ``on_event`` (called on the reader thread: a Qt
+caller posts them to the GUI thread) or through ``events()``, an iterator with a bounded wait
+per event.
 
 The stream always ends with one closing event after the verb's own: ``{"event": "exit",
 "code": n}``, preceded, when the process failed without saying why, by
@@ -33,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from app.core.trainer_python import clean_environment
+from app.core.trainer_python import clean_environment, launch_python
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ class TrainerProcess:
         on_event: EventCallback | None = None,
         trainer_args: Sequence[str] = ("-m", "trainer"),
     ) -> None:
-        self.command = [python or sys.executable, *trainer_args, *verb_args]
+        self.command = [launch_python(python), *trainer_args, *verb_args]
         self.cwd = cwd
         base = clean_environment(env)
         base.update(extra_env or {})

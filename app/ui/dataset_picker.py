@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.settings import load_settings
 from app.ui.bridge import Bridge
 from app.ui.doctor_view import DoctorView
 from app.ui.field_editors import FieldEditor, PathEditor
@@ -200,8 +199,9 @@ class DatasetPicker(PathEditor):
 
     def run_doctor(self) -> None:
         if self.doctor is None:
-            python = load_settings().settings.trainer_python or None
-            self.doctor = DoctorView(self, python=python, cwd=self.base_dir)
+            # its Python is launch_python's at each start: a training environment set up
+            # while this form is open is used by the next click
+            self.doctor = DoctorView(self, cwd=self.base_dir)
             self.doctor.setMinimumHeight(320)
             self.column_.addWidget(self.doctor)
             closing = getattr(self.window(), "finished", None)  # the run dialog closes

@@ -31,6 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.launcher import LaunchError
+from app.core.trainer_python import launch_python
 from app.core.trainer_subprocess import TrainerProcess, TrainerProcessError
 from app.ui.bridge import Bridge
 
@@ -82,7 +84,7 @@ class DoctorView(QWidget):
     ) -> None:
         super().__init__(parent)
         self.setObjectName("doctorView")
-        self.python = python
+        self.python = python  # None: launch_python decides at each start (the saved settings)
         self.cwd = cwd
         self.result: dict[str, Any] | None = None
         self.error: str | None = None
@@ -144,6 +146,12 @@ class DoctorView(QWidget):
     def start(self, config: Mapping[str, Any]) -> None:
         """Examine ``config``'s dataset (a run config as a dict); an earlier run is stopped."""
         self.cancel()
+        try:
+            python = launch_python(self.python)
+        except LaunchError as err:  # a frozen app without a training environment
+            self.result = None
+            self._fail(f"{err}.\nHint: {err.hint}")
+            return
         self._generation += 1
         generation = self._generation
         path = Path(self._tmp.name) / f"doctor-{generation}.json"
@@ -155,7 +163,7 @@ class DoctorView(QWidget):
         self.cancel_button.show()
         process = TrainerProcess(
             ["doctor", "--config", str(path), "--json"],
-            python=self.python,
+            python=python,
             cwd=self.cwd,
             on_event=lambda event: self._bridge.post(self._on_event, generation, event),
         )

@@ -503,7 +503,7 @@ class MainWindow(QMainWindow):
         if not isinstance(job, Job):
             return
         from app.core.launcher import LaunchError
-        from app.core.trainer_env import launch_python
+        from app.core.trainer_python import launch_python
         from app.ui.export_dialog import ExportDialog
 
         try:

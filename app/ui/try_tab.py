@@ -57,6 +57,7 @@ from app.core.prompt_sets import (
     write_csv,
     write_jsonl,
 )
+from app.core.trainer_python import launch_python
 from app.core.trainer_subprocess import TrainerProcessError
 from app.ui.bridge import Bridge
 from trainer.data.formats import DatasetError
@@ -170,11 +171,11 @@ class TryTab(QWidget):
         targets_of: Callable[[str], list[ChatTarget]],
         *,
         others_of: Callable[[str], list[ChatTarget]] | None = None,
-        python: Callable[[], str | None] = lambda: None,
+        python: Callable[[], str | None] = launch_python,
         idle_release_s: float | None = None,
     ) -> None:
         """Where the models come from (app.core.chat_session.ChatCatalog) and which Python
-        runs them (the training environment's)."""
+        runs them (``launch_python``; the running app passes its in-memory settings)."""
         self.targets_of = targets_of
         if others_of is not None:
             self.others_of = others_of
@@ -419,6 +420,8 @@ class TryTab(QWidget):
 
     def ensure_loaded(self) -> None:
         """Start the chosen models' processes (they load in the background)."""
+        from app.core.launcher import LaunchError  # the launchers' import chain, on first use
+
         for slot in self.active_slots():
             target = self.target(slot)
             assert target is not None
@@ -429,6 +432,9 @@ class TryTab(QWidget):
                 self.sessions.get(target)
             except TrainerProcessError as err:
                 self.panes[slot].status.setText(f"Cannot start the model: {err}")
+                continue
+            except LaunchError as err:  # no training environment: what to set up
+                self.panes[slot].status.setText(f"Cannot start the model: {err}.\n{err.hint}")
                 continue
             self.panes[slot].status.setText("Loading the model…")
 

@@ -23,14 +23,13 @@ from app.core.trainer_env import (
     TrainerEnvSetup,
     TrainerSource,
     choose_torch,
-    launch_python,
     make_plan,
     record_environment,
     requirements_from_pyproject,
     requirements_from_wheel,
     torch_index_url,
 )
-from app.core.trainer_python import clean_environment
+from app.core.trainer_python import clean_environment, launch_python
 
 REPO = Path(__file__).resolve().parents[2]
 
