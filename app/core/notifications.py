@@ -159,8 +159,9 @@ def _facts(alert_type: str, data: Mapping[str, Any]) -> list[str]:
     loss_text = f"loss {loss:.4g}" if isinstance(loss, int | float) else ""
     duration = data.get("duration")
     # milliseconds; a contract trainer may send a fraction of one
-    finite = isinstance(duration, int | float) and not isinstance(duration, bool)
-    took = _duration(int(duration)) if finite and 0 <= duration < float("inf") else ""
+    took = ""
+    if isinstance(duration, int | float) and not isinstance(duration, bool):
+        took = _duration(int(duration)) if 0 <= duration < float("inf") else ""
     error = ": ".join(str(data[k]).strip() for k in ("error_type", "error_message") if data.get(k))
 
     if alert_type == "job_started":

@@ -585,3 +585,13 @@ def test_on_the_fake_runpod_an_abandoned_pod_deletes_itself_with_its_own_key(
     assert len(deletes) == 1
     assert deletes[0].headers["Authorization"] == f"Bearer {fake_runpod.pods[pod_id].key}"
     assert ACCOUNT_KEY not in deletes[0].headers["Authorization"]
+
+
+def test_the_agent_takes_the_dataset_names_the_trainer_reads() -> None:
+    from app.core.runpod.pod_agent import UPLOAD_NAME
+    from trainer.data.readers import file_kind
+
+    for name in ("dataset.jsonl", "eval_dataset.csv.gz", "dataset.json.gz", "dataset.parquet"):
+        assert UPLOAD_NAME.fullmatch(name) and file_kind(name), name
+    for name in ("dataset.parquet.gz", "dataset.txt", "../dataset.jsonl", "dataset.jsonl.zip"):
+        assert not UPLOAD_NAME.fullmatch(name), name

@@ -192,6 +192,29 @@ def test_corrupt_parquet_is_a_dataset_error(tmp_path: Path) -> None:
     assert "not a readable Parquet file" in error_of(f).problems[0]
 
 
+def test_gzipped_text_files_read_like_the_plain_ones(tmp_path: Path) -> None:
+    import gzip
+
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(b'{"text": "a"}\n{bad\n'))
+    # line numbers are those of the uncompressed text
+    assert error_of(tmp_path / "d.jsonl.gz").problems[0].startswith("line 2, column 2:")
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(b"text\nhello\n"))
+    assert read_rows(str(tmp_path / "d.csv.gz")) == [Row(2, {"text": "hello"})]
+    # a Hub-like name with a compressed extension is a file, not a dataset id
+    assert source_kind("owner/rows.jsonl.gz") == "local"
+
+
+def test_a_damaged_gzip_file_and_a_gzipped_parquet_are_explained(tmp_path: Path) -> None:
+    import gzip
+
+    cut = gzip.compress(b'{"text": "a"}\n' * 1000)[:40]
+    (tmp_path / "d.jsonl.gz").write_bytes(cut)
+    err = error_of(tmp_path / "d.jsonl.gz")
+    assert err.problems[0].startswith("a damaged gzip file") and "compress" in err.hint
+    (tmp_path / "d.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
+    assert error_of(tmp_path / "d.parquet.gz").problems == ['unknown file type ".gz"']
+
+
 # ------------------------------------------------------------------------------------ URLs
 
 
@@ -229,6 +252,13 @@ def test_url_jsonl_by_extension(file_server: str) -> None:
     }
     rows = read_rows(f"{file_server}/data/d.jsonl?token=x")
     assert [r.data["text"] for r in rows] == ["a", "b"]
+
+
+def test_url_gzipped_jsonl_by_extension(file_server: str) -> None:
+    import gzip
+
+    _Files.routes = {"/d.jsonl.gz": (200, "application/gzip", gzip.compress(b'{"text": "z"}\n'))}
+    assert read_rows(f"{file_server}/d.jsonl.gz") == [Row(1, {"text": "z"})]
 
 
 def test_url_kind_from_content_type(file_server: str) -> None:

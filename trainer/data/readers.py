@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import importlib
 import json
 import os
@@ -18,6 +19,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +47,13 @@ CONTENT_TYPE_KINDS: dict[str, str] = {
     "application/vnd.apache.parquet": "parquet",
     "application/x-parquet": "parquet",
 }
-KIND_NAMES = "JSONL (.jsonl), JSON (.json), CSV (.csv) or Parquet (.parquet)"
+KIND_NAMES = (
+    "JSONL (.jsonl), JSON (.json), CSV (.csv), each optionally gzipped (.jsonl.gz), "
+    "or Parquet (.parquet)"
+)
+# text files read as well gzipped; Parquet compresses its own columns
+GZIP_KINDS = frozenset({"jsonl", "json", "csv"})
+GZIP_MAGIC = b"\x1f\x8b"
 URL_TIMEOUT_S = 60.0
 # A Hub id is "owner/name" (or a bare canonical name such as "imdb" would be, but a bare word is
 # far more likely a misspelt local file, so only the two-part form counts).
@@ -76,7 +84,16 @@ def is_url(source: str) -> bool:
 
 def looks_like_hub_id(source: str) -> bool:
     """True for "owner/name" that has no file extension we read."""
-    return bool(_HUB_ID.match(source)) and Path(source).suffix.lower() not in SUFFIX_KINDS
+    return bool(_HUB_ID.match(source)) and file_kind(source) is None
+
+
+def file_kind(name: str) -> str | None:
+    """The kind a file name's extension says: ``rows.jsonl`` and ``rows.jsonl.gz`` are JSONL."""
+    suffixes = [s.lower() for s in Path(name).suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] == ".gz":
+        kind = SUFFIX_KINDS.get(suffixes[-2])
+        return kind if kind in GZIP_KINDS else None
+    return SUFFIX_KINDS.get(suffixes[-1]) if suffixes else None
 
 
 def resolve_local(source: str, base_dir: str | Path | None = None) -> Path:
@@ -151,7 +168,7 @@ def read_file(
         raise DatasetError(
             ["is a folder, not a file"], f"name one {KIND_NAMES} file inside it", shown
         )
-    kind = kind or SUFFIX_KINDS.get(path.suffix.lower())
+    kind = kind or file_kind(path.name)
     if kind is None:
         raise DatasetError(
             [f'unknown file type "{path.suffix or "(no extension)"}"'],
@@ -190,6 +207,15 @@ def _parse_file(path: Path, kind: str, shown: str, split: str) -> list[Row]:
 
 def _read_text(path: Path, shown: str) -> str:
     data = path.read_bytes()
+    if data.startswith(GZIP_MAGIC):  # by its content: a download's name may not say so
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise DatasetError(
+                [f"a damaged gzip file ({err})"],
+                "compress it again, or give it uncompressed",
+                shown,
+            ) from None
     try:
         return data.decode("utf-8-sig")  # a BOM from Windows editors is not part of row 1
     except UnicodeDecodeError as err:
@@ -418,9 +444,9 @@ def _read_parquet(path: Path, shown: str) -> list[Row]:
 def url_kind(url: str, content_type: str | None, head: bytes) -> str | None:
     """The file kind of a download: from the URL's extension, else its Content-Type, else a
     look at its first bytes."""
-    suffix = Path(urllib.parse.urlparse(url).path).suffix.lower()
-    if suffix in SUFFIX_KINDS:
-        return SUFFIX_KINDS[suffix]
+    named = file_kind(urllib.parse.urlparse(url).path)
+    if named is not None:
+        return named
     mime = (content_type or "").split(";")[0].strip().lower()
     if mime in CONTENT_TYPE_KINDS:
         return CONTENT_TYPE_KINDS[mime]

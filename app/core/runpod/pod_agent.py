@@ -55,7 +55,7 @@ EVENT_READ_BYTES = 4 << 20
 # Names a client may upload: the trainer package, the run config and its datasets. Nothing else
 # is ever written from a request, so no path can point outside the agent's folder.
 UPLOAD_NAME = re.compile(
-    r"(trainer\.tar\.gz|config\.json|(eval_)?dataset\.(jsonl|json|csv|parquet)(\.gz)?)"
+    r"(trainer\.tar\.gz|config\.json|(eval_)?dataset\.((jsonl|json|csv)(\.gz)?|parquet))"
 )
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 # The agent's own secrets and RunPod's pod key stay out of the trainer's environment.
