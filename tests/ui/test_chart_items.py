@@ -1,15 +1,11 @@
-"""The charts' view follows growing data in steps, so most frames leave the axes alone."""
+"""The items the charts draw with: the range a followed view keeps, a line's own bounds."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pytest
 
-from app.ui.chart_data import ChartData
 from app.ui.chart_items import HEADROOM, Line, follow_range
-from app.ui.charts import ChartsView
 
 
 def test_a_view_that_holds_the_data_is_kept() -> None:
@@ -46,55 +42,3 @@ def test_a_line_keeps_the_bounds_of_its_points(qtbot) -> None:
     # on a log scale: log10 of the values, and a zero (no logarithm) leaves a gap, not a bound
     line.set_points(np.array([1.0, 2.0, 3.0]), np.array([0.0, 10.0, 1000.0]), log=True)
     assert line.dataBounds(1) == (1.0, 3.0)
-
-
-@pytest.fixture
-def charts(qtbot) -> tuple[ChartsView, ChartData]:
-    data = ChartData()
-    view = ChartsView(data)
-    qtbot.addWidget(view)
-    view.resize(900, 600)
-    view.show()
-    return view, data
-
-
-def _feed(data: ChartData, start: int, n: int) -> None:
-    data.add_points(
-        "a", [{"step": s, "train_loss": 2.0 + np.sin(s / 50)} for s in range(start, start + n)]
-    )
-
-
-def test_a_growing_run_moves_the_axes_only_now_and_then(qtbot, charts) -> None:
-    view, data = charts
-    _feed(data, 1, 1000)
-    view.set_jobs([("a", "a")])
-    view.redraw()
-    box = view.plots["loss"].getPlotItem().vb
-    ranges = [box.viewRange()[0]]
-    for frame in range(40):  # ten steps a frame, four hundred in all
-        _feed(data, 1001 + frame * 10, 10)
-        view.redraw()
-        qtbot.wait(1)  # the paint, where the view follows
-        ranges.append(box.viewRange()[0])
-    moves = sum(1 for a, b in itertools.pairwise(ranges) if a != b)
-    # an exact fit would move every frame; with 10% headroom a 1,000-step span moves every
-    # ~100 steps
-    assert 1 <= moves <= 8, moves
-    left, right = box.viewRange()[0]
-    assert left <= 1 and right >= 1400  # and every point is in view
-
-
-def test_a_zoom_stops_following_and_the_auto_button_refits(qtbot, charts) -> None:
-    view, data = charts
-    _feed(data, 1, 500)
-    view.set_jobs([("a", "a")])
-    view.redraw()
-    item = view.plots["loss"].getPlotItem()
-    item.vb.setXRange(100, 200, padding=0)  # what a wheel or a drag does
-    _feed(data, 501, 500)
-    view.redraw()
-    qtbot.wait(1)
-    assert item.vb.viewRange()[0] == [100, 200]  # the user's window stays
-    item.autoBtnClicked()  # the "A" in the plot's corner
-    qtbot.waitUntil(lambda: item.vb.viewRange()[0][1] >= 1000)
-    assert item.vb.viewRange()[0][0] <= 1

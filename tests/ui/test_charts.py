@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,48 @@ def test_log_scale_draws_log10_and_leaves_a_gap_for_non_positive_values(qtbot, c
     view.log_scale.setChecked(False)
     view.redraw()
     assert list(view.plotted("a", "train_loss")) == [100.0, 10.0, 0.0, 1.0]
+
+
+# -- the view follows a growing run in steps -------------------------------------------------
+
+
+def _feed_sine(data: ChartData, start: int, n: int) -> None:
+    data.add_points(
+        "a", [{"step": s, "train_loss": 2.0 + np.sin(s / 50)} for s in range(start, start + n)]
+    )
+
+
+def test_a_growing_run_moves_the_axes_only_now_and_then(qtbot, charts) -> None:
+    view, data = charts
+    _feed_sine(data, 1, 1000)
+    view.set_jobs([("a", "a")])
+    view.redraw()
+    box = view.plots["loss"].getPlotItem().vb
+    ranges = [box.viewRange()[0]]
+    for frame in range(40):  # ten steps a frame, four hundred in all
+        _feed_sine(data, 1001 + frame * 10, 10)
+        view.redraw()
+        qtbot.wait(1)  # the paint, where the view follows
+        ranges.append(box.viewRange()[0])
+    moves = sum(1 for a, b in itertools.pairwise(ranges) if a != b)
+    # an exact fit would move every frame; with 10% headroom a 1,000-step span moves every
+    # ~100 steps
+    assert 1 <= moves <= 8, moves
+    left, right = box.viewRange()[0]
+    assert left <= 1 and right >= 1400  # and every point is in view
+
+
+def test_a_zoom_stops_following_and_the_auto_button_refits(qtbot, charts) -> None:
+    view, data = charts
+    _feed_sine(data, 1, 500)
+    view.set_jobs([("a", "a")])
+    view.redraw()
+    item = view.plots["loss"].getPlotItem()
+    item.vb.setXRange(100, 200, padding=0)  # what a wheel or a drag does
+    _feed_sine(data, 501, 500)
+    view.redraw()
+    qtbot.wait(1)
+    assert item.vb.viewRange()[0] == [100, 200]  # the user's window stays
+    item.autoBtnClicked()  # the "A" in the plot's corner
+    qtbot.waitUntil(lambda: item.vb.viewRange()[0][1] >= 1000)
+    assert item.vb.viewRange()[0][0] <= 1
