@@ -42,7 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from trainer.events import CONTRACT_ENV_VARIABLES  # noqa: E402 (after the sys.path line)
+from trainer.contract import CONTRACT_ENV_VARIABLES  # noqa: E402 (after the sys.path line)
 
 MODES = ("off", "up", "down", "slow")
 

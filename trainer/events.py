@@ -19,21 +19,6 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# The environment a trainer is started with (DESIGN.md §3). A launcher sets these and must
-# never let a value inherited from its own environment through.
-CONTRACT_ENV_VARIABLES: tuple[str, ...] = (
-    "JOB_ID",
-    "JOB_TOKEN",
-    "USER_ID",
-    "MODEL_NAME",
-    "METRICS_API_URL",
-    "ALERT_API_URL",
-    "INTERNAL_API_KEY",
-    "DATASET_URL",
-    "HF_TOKEN",
-    "HF_REPO_NAME",
-)
-
 METRICS_PATH = "/api/training/local/metrics"
 ALERTS_PATH = "/api/alerts/trigger"
 EVENT_LOG_NAME = "events.jsonl"

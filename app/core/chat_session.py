@@ -29,7 +29,6 @@ from app.core.jobs import Job
 from app.core.trainer_python import launch_python
 from app.core.trainer_subprocess import Event, TrainerProcess, TrainerProcessError
 from trainer.checkpoints import checkpoint_folders, checkpoint_step
-from trainer.config import ConfigError, parse_config
 
 # jobs whose models can be tried: the run ended and left its model or checkpoints
 TRY_STATUSES = ("completed", "cancelled")
@@ -98,7 +97,9 @@ def job_targets(job: Job, fallback_dir: Path) -> list[ChatTarget]:
             f"job {job.id} is {job.status}: its model can be tried once it has completed or "
             "been cancelled"
         )
-    from app.core.launcher import work_dir_of  # the launchers' import chain, on first use
+    # on first use: the Try tab is built before the window's first paint, these are not
+    from app.core.launcher import work_dir_of
+    from trainer.config import ConfigError, parse_config
 
     try:
         cfg = parse_config(job.config())

@@ -16,7 +16,7 @@ from typing import Protocol
 from app.core.jobs import Job
 from app.core.store import Store
 from trainer.config import RunConfig
-from trainer.events import CONTRACT_ENV_VARIABLES
+from trainer.contract import CONTRACT_ENV_VARIABLES
 
 OutputCallback = Callable[[str, str], None]  # job_id, one line the trainer wrote
 ExitCallback = Callable[[str, "int | None"], None]  # job_id, exit code (None when unknown)

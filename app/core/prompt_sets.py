@@ -16,11 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.chat.rows import reference_of
-from trainer.data.formats import DatasetError, detect_format
-from trainer.data.prepare import prepare_rows
-from trainer.data.readers import read_rows
-
 # the method whose preparation turns each format into prompt + answer
 _METHOD_FOR = {"prompt": "grpo", "preference": "dpo", "kto": "kto"}
 MAX_PROMPTS = 10_000
@@ -52,6 +47,12 @@ def typed_prompts(text: str) -> list[PromptRow]:
 
 def read_prompt_file(path: Path) -> list[PromptRow]:
     """The prompts of ``path``; DatasetError naming the file and row when it cannot be used."""
+    # on first use: the Try tab that calls this is built before the window's first paint
+    from trainer.chat.rows import reference_of
+    from trainer.data.formats import DatasetError, detect_format
+    from trainer.data.prepare import prepare_rows
+    from trainer.data.readers import read_rows
+
     if path.suffix.lower() == ".txt":
         try:
             return typed_prompts(path.read_text(encoding="utf-8"))

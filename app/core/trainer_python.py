@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainer.events import CONTRACT_ENV_VARIABLES
+from trainer.contract import CONTRACT_ENV_VARIABLES
 
 if TYPE_CHECKING:
     from app.core.launcher import LaunchError

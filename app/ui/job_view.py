@@ -1,7 +1,8 @@
 """The selected job: live charts, alerts, log output and the config it ran with.
 
 Charts and their data are built on first use: pyqtgraph and numpy take about half a second to
-import, which would otherwise come before the first paint of the window (bench/startup.py).
+import, which would otherwise come before the first paint of the window (bench/startup.py). The
+Try tab too: its chat and prompt-set modules took a fifth of the start-up time.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from PySide6.QtWidgets import (
 from app.ui.alerts_view import AlertsView
 from app.ui.jobs_model import JobRecord, fmt_duration
 from app.ui.log_view import LogView
-from app.ui.try_tab import TryTab
 
 if TYPE_CHECKING:
     from app.ui.chart_data import ChartData
     from app.ui.charts import ChartsView
+    from app.ui.try_tab import TryTab
 
 
 class JobView(QWidget):
@@ -104,10 +105,13 @@ class JobView(QWidget):
         self.config.setReadOnly(True)
         self.config.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.config.font().setStyleHint(QFont.StyleHint.Monospace)
-        # chat with a finished job's model (app.ui.try_tab; attach() tells it where models are)
-        self.try_tab = TryTab(self.tabs)
+        # chat with a finished job's model (app.ui.try_tab, built on first use: ``try_tab``)
+        self.try_host = QWidget(self.tabs)
+        self._try_layout = QVBoxLayout(self.try_host)
+        self._try_layout.setContentsMargins(0, 0, 0, 0)
+        self._try_tab: TryTab | None = None
         for widget, name in zip(
-            (self.charts_host, self.alerts, self.log, self.config, self.try_tab),
+            (self.charts_host, self.alerts, self.log, self.config, self.try_host),
             self.TABS,
             strict=True,
         ):
@@ -152,9 +156,23 @@ class JobView(QWidget):
     def charts_built(self) -> bool:
         return self._charts is not None
 
+    @property
+    def try_tab(self) -> TryTab:
+        """The Try tab (built on first use: see the docstring); ``attach`` tells it where the
+        models come from."""
+        if self._try_tab is None:
+            from app.ui.try_tab import TryTab
+
+            self._try_tab = TryTab(self.try_host)
+            self._try_layout.addWidget(self._try_tab)
+            self._try_tab.show_job(self.job.id if self.job is not None else None)
+        return self._try_tab
+
     def _tab_changed(self, index: int) -> None:
         if self.TABS[index] == "Charts":
             _ = self.charts
+        elif self.TABS[index] == "Try":
+            _ = self.try_tab
 
     # -- what is shown --------------------------------------------------------------------------
 
@@ -189,13 +207,15 @@ class JobView(QWidget):
             self.config.setPlainText(json.dumps(config, indent=2) if config else "")
         if self._charts is not None or self.tabs.currentIndex() == 0:
             self.charts.set_jobs(self._overlay)
-        self.try_tab.show_job(job.id if job is not None else None)
+        if self._try_tab is not None:
+            self._try_tab.show_job(job.id if job is not None else None)
 
     def update_header(self, job: JobRecord) -> None:
         if self.job is None or job.id != self.job.id:
             return
         self.job = job
-        self.try_tab.job_changed(job.id, job.status)
+        if self._try_tab is not None:
+            self._try_tab.job_changed(job.id, job.status)
         self.title.setText(job.name)
         parts = [job.method.upper(), job.model, job.status]
         if job.started_at is not None:

@@ -60,7 +60,6 @@ from app.core.prompt_sets import (
 from app.core.trainer_python import launch_python
 from app.core.trainer_subprocess import TrainerProcessError
 from app.ui.bridge import Bridge
-from trainer.data.formats import DatasetError
 
 SLOTS = ("A", "B")
 IDLE_CHECK_MS = 30_000
@@ -515,6 +514,8 @@ class TryTab(QWidget):
             self.load_prompt_file(Path(path))
 
     def load_prompt_file(self, path: Path) -> None:
+        from trainer.data.formats import DatasetError  # not before the window's first paint
+
         try:
             rows = read_prompt_file(path)
         except DatasetError as err:

@@ -93,7 +93,7 @@ def test_a_frozen_app_without_an_environment_shows_the_setup_hint_everywhere_and
         # the Try tab, shown for a finished job: its model does not start
         window.select_job(job_id)
         try_tab = window.job_view.try_tab
-        window.job_view.tabs.setCurrentWidget(try_tab)
+        window.job_view.tabs.setCurrentWidget(window.job_view.try_host)
         assert SETUP_HINT in try_tab.panes["A"].status.text()
         assert try_tab.sessions.sessions == {}
 
@@ -132,7 +132,7 @@ def test_the_training_python_saved_in_settings_is_what_every_entry_point_runs(
         qloop.run_until_complete(until(lambda: called("-m trainer doctor"), WAIT_S, "doctor"))
 
         window.select_job(job_id)
-        window.job_view.tabs.setCurrentWidget(window.job_view.try_tab)
+        window.job_view.tabs.setCurrentWidget(window.job_view.try_host)
         qloop.run_until_complete(until(lambda: called("-m trainer chat"), WAIT_S, "chat"))
 
         window.export_action.trigger()

@@ -57,7 +57,7 @@ def test_try_tab_chats_side_by_side_stops_runs_prompt_sets_and_releases(
     view.try_tab.attach(catalog.targets, others_of=catalog.other_targets)
     view.show()
     view.show_job(job)
-    view.tabs.setCurrentWidget(view.try_tab)  # shown: the models start loading
+    view.tabs.setCurrentWidget(view.try_host)  # shown: the models start loading
     tab = view.try_tab
     a, b = tab.panes["A"], tab.panes["B"]
     assert tab.target("A") is not None and tab.target("A").short_label == "tuned"
