@@ -15,6 +15,7 @@ import contextlib
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ from rich.progress import (
 from app.core.credentials import CredentialStore, read_secret
 from app.core.ingest import IngestEvent, Ingestor
 from app.core.jobs import STATUSES, Job, JobNotFound, format_duration
-from app.core.launcher import LaunchError, ReceiverAddress, create_job_for
+from app.core.launcher import LaunchError, ReceiverAddress, create_job_for, start_job
 from app.core.launcher_local import DEFAULT_GRACE_S, LocalLauncher
 from app.core.metrics_csv import JobRows, write_metrics_csv
 from app.core.notifications import format_alert
@@ -46,6 +47,7 @@ from trainer.config import ConfigError, RunConfig, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USER_ERROR = 0, 1, 2
 PLAIN_EVERY_S = 5.0  # a plain progress line at most this often (plus the first and the last)
+PLAN_JOIN_S = 30.0  # a Hub model's shapes may take seconds to read; never hold the exit longer
 
 
 def _fmt_duration(seconds: float | None) -> str:
@@ -178,15 +180,6 @@ def summary_lines(job: Job) -> list[str]:
     return lines
 
 
-async def _start_or_fail(store: Store, launcher: LocalLauncher, job: Job, cfg: RunConfig) -> None:
-    """Start a new job; one that cannot start is failed with the reason (not left queued)."""
-    try:
-        await launcher.start(job, cfg)
-    except LaunchError as err:
-        store.set_status(job.id, "failed", f"{err} {err.hint}".strip())
-        raise
-
-
 class RunSession:
     """One headless run: receiver, job, trainer, display, Ctrl-C handling."""
 
@@ -215,6 +208,7 @@ class RunSession:
             # the keyring's Hub token, else the user's HF_TOKEN (contract_env), as in the GUI
             hf_token_source=lambda: read_secret(CredentialStore(), "hf_token"),
         )
+        planning: threading.Thread | None = None
         try:
             if resume_id is not None:
                 job = store.find_job(resume_id)
@@ -228,7 +222,7 @@ class RunSession:
                     job = await launcher.resume(job.id)
                 else:
                     assert cfg is not None
-                    await _start_or_fail(store, launcher, job, cfg)
+                    planning = await start_job(store, ingestor, launcher, job, cfg)
                 job = store.require_job(job.id)
                 self.console.print(
                     f"tunedeck: job {job.id} · {job.method} on {job.model} · receiver "
@@ -248,6 +242,8 @@ class RunSession:
             self._release_interrupts()
             await launcher.close()
             await server.stop()
+            if planning is not None:  # the estimate is stored beside the job, then the store shut
+                await asyncio.to_thread(planning.join, PLAN_JOIN_S)
             store.close()
 
     def _catch_interrupts(self, launcher: LocalLauncher, job_id: str) -> None:

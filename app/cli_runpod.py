@@ -24,7 +24,7 @@ from rich.console import Console
 from app.core.credentials import CredentialStore, KeyringUnavailable, read_secret
 from app.core.ingest import Ingestor
 from app.core.jobs import Job, format_duration
-from app.core.launcher import LaunchError, ReceiverAddress, create_job_for
+from app.core.launcher import LaunchError, ReceiverAddress, create_job_for, start_job
 from app.core.runpod.errors import RunPodError
 from app.core.store import Store
 from trainer.config import RunConfig, load_config
@@ -119,7 +119,7 @@ async def run_on_runpod(cfg: RunConfig, args: argparse.Namespace, console: Conso
                 ingestor.subscribe(display.event)
                 launcher.on_output = display.output
                 display.suffix = lambda: launcher.meter(job.id) or ""
-                await _start_or_fail(store, launcher, job, cfg)
+                await start_job(store, ingestor, launcher, job, cfg)
                 _print(
                     console,
                     f"tunedeck: job {job.id} · {job.method} on {job.model} · RunPod "
@@ -149,14 +149,6 @@ async def run_on_runpod(cfg: RunConfig, args: argparse.Namespace, console: Conso
             return EXIT_OK if job.status == "completed" else EXIT_FAILED
     finally:
         store.close()
-
-
-async def _start_or_fail(store: Store, launcher: Any, job: Job, cfg: RunConfig) -> None:
-    try:
-        await launcher.start(job, cfg)
-    except LaunchError as err:
-        store.set_status(job.id, "failed", f"{err} {err.hint}".strip())
-        raise
 
 
 def phase_lines(launcher: RunPodLauncher, job_id: str) -> list[str]:
@@ -271,7 +263,7 @@ async def run_batch(
                 row.job_id = job.id
                 _print(console, f"tunedeck: {row.config} → job {job.id} ({args.target})")
                 try:
-                    await _start_or_fail(store, launcher, job, cfg)
+                    await start_job(store, ingestor, launcher, job, cfg)
                     await launcher.wait(job.id)
                 except (LaunchError, RunPodError) as err:
                     if not store.require_job(job.id).is_final:

@@ -125,7 +125,7 @@ class CoreJobService:
         return {"local": None, "runpod": None if self.runpod is not None else RUNPOD_NO_KEY}
 
     async def launch(self, config: Any, target: str) -> str:
-        from app.core.launcher import LaunchError, create_job_for
+        from app.core.launcher import LaunchError, create_job_for, start_job
 
         launcher: Any = self.launcher
         if target == "runpod":
@@ -133,16 +133,7 @@ class CoreJobService:
                 raise LaunchError(RUNPOD_NO_KEY, "Or run it on this computer.")
             launcher = self.runpod
         job = create_job_for(self.store, config, target=target)
-        # the planner's estimate, stored beside the peak the run will report (job view)
-        from app.core.plan_records import record_in_background
-
-        record_in_background(self.store, job.id, config, target)
-        try:
-            await launcher.start(job, config)
-        except LaunchError as err:
-            failed = self.store.set_status(job.id, "failed", f"{err} {err.hint}".strip())
-            self.ingestor.job_changed(failed)
-            raise
+        await start_job(self.store, self.ingestor, launcher, job, config)
         return job.id
 
     async def cancel(self, job_id: str) -> None:

@@ -8,15 +8,19 @@ so that a local process and a pod get the same variables.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.core.jobs import Job
 from app.core.store import Store
 from trainer.config import RunConfig
 from trainer.contract import CONTRACT_ENV_VARIABLES
+
+if TYPE_CHECKING:
+    from app.core.ingest import Ingestor
 
 OutputCallback = Callable[[str, str], None]  # job_id, one line the trainer wrote
 ExitCallback = Callable[[str, "int | None"], None]  # job_id, exit code (None when unknown)
@@ -176,6 +180,26 @@ def create_job_for(store: Store, cfg: RunConfig, *, target: str = "local") -> Jo
         target=target,
         total_steps=cfg.training.max_steps or None,
     )
+
+
+async def start_job(
+    store: Store, ingestor: Ingestor | None, launcher: Launcher, job: Job, cfg: RunConfig
+) -> threading.Thread:
+    """Start a job made by ``create_job_for``, the one way the GUI and the CLI start runs: a job
+    that cannot start is failed with the reason, never left queued, and the LaunchError raised
+    again for the caller to show; a job that starts gets the planner's estimate stored beside it
+    (on a thread, returned: a command-line run joins it before closing the store; the job view
+    sets the estimate against the peak the run reports)."""
+    try:
+        await launcher.start(job, cfg)
+    except LaunchError as err:
+        failed = store.set_status(job.id, "failed", f"{err} {err.hint}".strip())
+        if ingestor is not None:
+            ingestor.job_changed(failed)
+        raise
+    from app.core.plan_records import record_in_background  # the planner, on first use
+
+    return record_in_background(store, job.id, cfg, job.target)
 
 
 def resume_config(cfg: RunConfig) -> RunConfig:

@@ -52,7 +52,7 @@ def tunedeck(*args: str, cwd: Path, timeout: float = 60, **env: str) -> subproce
 
 
 def test_run_then_jobs_then_export(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path)
+    cfg = write_config(tmp_path, model={"name_or_path": "builtin:tiny-llama"})
     done = tunedeck(
         "run", str(cfg), "--python", str(fake_python(tmp_path)), cwd=tmp_path, FAKE_STEPS="20"
     )
@@ -65,6 +65,9 @@ def test_run_then_jobs_then_export(tmp_path: Path) -> None:
 
     with Store() as store:
         [job] = store.list_jobs()
+        # the planner's estimate, as for a run launched from the window (the job view shows it)
+        plan = store.job_plan(job.id)
+    assert plan is not None and plan["planned_peak_gb"] > 0
     listed = tunedeck("jobs", cwd=tmp_path)
     assert job.id in listed.stdout and "completed" in listed.stdout and "20/20" in listed.stdout
 
