@@ -343,6 +343,41 @@ def test_cancel_downloads_the_checkpoint_then_terminates_the_pod(
 
 
 @pytest.mark.slow
+def test_at_its_max_runtime_a_cloud_run_stops_with_a_checkpoint_and_the_pod_ends(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainer's own clock stops it (the launcher's cap is a backstop past it): a warning
+    first, then a checkpoint, which comes home before the pod is terminated."""
+    point_app_at(fake_runpod, monkeypatch)
+    cfg = cloud_config(max_steps=1_000_000)
+    limits = {"max_runtime_minutes": 0.2, "timeout_warning_minutes": 0.1}  # 12 s, 6 s
+    cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update=limits)})
+    store = Store()
+
+    async def run() -> str:
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            await asyncio.wait_for(launcher.wait(job.id), RUN_TIMEOUT_S)
+            return job.id
+
+    job_id = asyncio.run(run())
+    job = store.require_job(job_id)
+    assert job.status == "cancelled", job.error
+    types = [a["type"] for a in store.alerts(job_id)]
+    assert "timeout_warning" in types and types[-1] == "job_cancelled", types
+    [stopped] = [a for a in store.alerts(job_id) if a["type"] == "job_cancelled"]
+    assert stopped["status"] == "timeout"
+    out = Path(job.output_dir or "")
+    saved = [p.parent.name for p in out.glob("checkpoint-*/adapter_model.safetensors")]
+    assert f"checkpoint-{stopped['current_step']}" in saved, (saved, stopped)
+    (row,) = store.list_resources(provider="runpod", job_id=job_id)
+    assert row.status == "terminated"
+    assert fake_runpod.live_pods() == []
+    store.close()
+
+
+@pytest.mark.slow
 def test_when_the_app_vanishes_the_pod_terminates_itself_after_the_grace_time(
     fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
