@@ -20,6 +20,7 @@ drop an example whose prompt alone fills ``max_length`` and slice the rest from 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -259,6 +260,93 @@ def _prompt_and_full(
     return _text_ids(tok, prompts), _text_ids(tok, fulls)
 
 
+def _marked(full: list[int], n: int, mask_prompt: bool) -> Encoded:
+    return Encoded(
+        "", full, [False] * n + [True] * (len(full) - n) if mask_prompt else [True] * len(full), n
+    )
+
+
+def _prompt_lens(
+    tok: Any, prompts: list[Any], fulls: list[Any], chat: bool
+) -> tuple[list[list[int]], list[int]]:
+    """TRL's full ids and prompt lengths (the common prefix of the prompt's and the full text's
+    tokens) from the exact two tokenizer calls."""
+    prompt_ids, full_ids = _prompt_and_full(tok, prompts, fulls, chat)
+    return full_ids, [_prefix_len(p, f) for p, f in zip(prompt_ids, full_ids, strict=True)]
+
+
+def _offset_prompt_lens(
+    tok: Any, prompts: list[Any], fulls: list[Any], chat: bool
+) -> tuple[list[list[int]], list[int]] | None:
+    """The same from ONE tokenisation of the full texts: the prompt length is the number of
+    leading tokens that end inside the prompt's text. None when the tokenizer has no Rust
+    backend or a rendered prompt is not a prefix of its full text. Not exact in general (a token
+    can straddle the boundary differently when the prompt is tokenised alone): ``fast_prompt_lens``
+    checks it against ``_prompt_lens`` on the rows where it would matter."""
+    backend = getattr(tok, "_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch"):
+        return None
+    if chat:
+        prompt_texts = tok.apply_chat_template(
+            prompts, tokenize=False, add_generation_prompt=True, tools=None
+        )
+        full_texts = tok.apply_chat_template(fulls, tokenize=False, tools=None)
+    else:
+        prompt_texts, full_texts = prompts, fulls
+    if not all(f.startswith(p) for p, f in zip(prompt_texts, full_texts, strict=True)):
+        return None
+    # apply_chat_template tokenises its rendering without special tokens; text goes through
+    # the tokenizer's own call, which adds them
+    encs = backend.encode_batch(full_texts, add_special_tokens=not chat)
+    ids, lens = [], []
+    for p, enc in zip(prompt_texts, encs, strict=True):
+        # the token holding the completion's first character: the tokens before it end inside
+        # the prompt (tokens come in text order)
+        n = enc.char_to_token(len(p))
+        if n is None:  # that character is in no token (dropped by the normaliser): count
+            n = _leading_within(enc.offsets, len(p))
+        ids.append(enc.ids)
+        lens.append(n)
+    return ids, lens
+
+
+def _leading_within(offsets: Sequence[tuple[int, int]], end: int) -> int:
+    """How many leading tokens end at or before character ``end``."""
+    return sum(1 for _ in itertools.takewhile(lambda o: o[1] <= end, offsets))
+
+
+CHECKED_ROWS = 32  # rows of every batch whose prompt is also tokenised alone, as TRL does
+# tokens: a token straddling the prompt's end moves the prompt length by one or two; a row whose
+# prompt ends this close to the cut or to its own end may be dropped or not by that difference
+NEAR = 8
+
+
+def fast_prompt_lens(
+    tok: Any, prompts: list[Any], fulls: list[Any], chat: bool, limit: int
+) -> tuple[list[list[int]], list[int]]:
+    """Full ids and prompt lengths as ``_prompt_lens`` makes them, with one tokenisation instead
+    of two where that is safe: the offset-based lengths are used only when they equal the exact
+    ones on the first ``CHECKED_ROWS`` rows and on every row whose prompt comes within ``NEAR``
+    tokens of ``limit`` or of the row's end (where it decides whether the row is dropped); on any
+    difference the whole batch is tokenised the exact way."""
+    fast = _offset_prompt_lens(tok, prompts, fulls, chat)
+    if fast is None:
+        return _prompt_lens(tok, prompts, fulls, chat)
+    ids, lens = fast
+    check = [
+        i
+        for i, (x, n) in enumerate(zip(ids, lens, strict=True))
+        if i < CHECKED_ROWS or n + NEAR >= min(len(x), limit)
+    ]
+    exact_ids, exact_lens = _prompt_lens(
+        tok, [prompts[i] for i in check], [fulls[i] for i in check], chat
+    )
+    for i, x, n in zip(check, exact_ids, exact_lens, strict=True):
+        if ids[i] != x or lens[i] != n:
+            return _prompt_lens(tok, prompts, fulls, chat)
+    return ids, lens
+
+
 def batch_encode(examples: Sequence[dict[str, Any]], ctx: EncodeContext) -> list[list[Encoded]]:
     """The same sequences as ``trl_encode``, from batched tokenizer calls."""
     if not examples:
@@ -285,14 +373,9 @@ def batch_encode(examples: Sequence[dict[str, Any]], ctx: EncodeContext) -> list
         fulls = [ex["prompt"] + ex["completion"] for ex in examples]
     else:
         fulls = [ex["prompt"] + _with_eos(ex["completion"], eos) for ex in examples]
-    prompt_ids, full_ids = _prompt_and_full(tok, prompts, fulls, chat)
-    out = []
+    full_ids, prompt_lens = fast_prompt_lens(tok, prompts, fulls, chat, ctx.max_length)
     mask_prompt = ctx.completion_only_loss or ctx.method == "kto"
-    for p, full in zip(prompt_ids, full_ids, strict=True):
-        n = _prefix_len(p, full)
-        trained = [i >= n for i in range(len(full))] if mask_prompt else [True] * len(full)
-        out.append([Encoded("", full, trained, n)])
-    return out
+    return [[_marked(full, n, mask_prompt)] for full, n in zip(full_ids, prompt_lens, strict=True)]
 
 
 def _batch_pairs(

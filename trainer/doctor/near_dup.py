@@ -42,9 +42,16 @@ _ASCII_NON_WORD = str.maketrans(
 
 def normalise(text: str) -> str:
     """Case folded, every run of punctuation or spacing made one space."""
+    return normalised_words(text)[0]
+
+
+def normalised_words(text: str) -> tuple[str, list[str]]:
+    """``normalise(text)`` and its words, splitting the text once."""
     if text.isascii():
-        return " ".join(text.lower().translate(_ASCII_NON_WORD).split())
-    return _NON_WORD.sub(" ", text.casefold()).strip()
+        words = text.lower().translate(_ASCII_NON_WORD).split()
+        return " ".join(words), words
+    norm = _NON_WORD.sub(" ", text.casefold()).strip()
+    return norm, norm.split()
 
 
 def signatures(word_lists: list[list[str]]) -> Any:
@@ -60,7 +67,7 @@ def signatures(word_lists: list[list[str]]) -> Any:
             words = words[: MAX_SHINGLES + 2]
             if len(words) < 3:
                 continue
-            hashes.extend(hash(w) for w in words)
+            hashes.extend(map(hash, words))
             owners.extend([row] * len(words))
         if not hashes:
             continue
@@ -133,14 +140,14 @@ def near_duplicate_groups(texts: list[str]) -> list[list[int]]:
     words: list[list[str]] = []  # a chunk's words at a time: all of them would cost gigabytes
     parts = []
     for i, text in enumerate(texts):
-        norm = normalise(text)
+        norm, norm_words = normalised_words(text)
         key = digest(norm)
         if key in by_norm:
             groups.union(by_norm[key], i)
             continue
         by_norm[key] = i
         kept.append(i)
-        words.append(norm.split())
+        words.append(norm_words)
         if len(words) == CHUNK_ROWS:
             parts.append(signatures(words))
             words = []

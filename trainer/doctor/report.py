@@ -9,8 +9,11 @@ from. Needs the tokenizer, so it runs in the trainer's environment.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,12 +258,14 @@ def run_doctor(
     groups = prepare_groups(rows, fmt, cfg.method, _policy_purpose(cfg), source=source)
     examples = [(row.line, ex) for row, group in zip(rows, groups, strict=True) for ex in group]
     clock.lap("rows")
-    findings = _row_findings(cfg, rows, fmt, examples, base)
-    clock.lap("findings")
+
+    def find() -> list[Finding]:
+        return _row_findings(cfg, rows, fmt, examples, base)
 
     try:
         tokenizer = load_tokenizer(cfg, resolve_model_path(cfg.model.name_or_path, base))
     except OSError as err:  # not found, offline, no access: the user's to fix
+        find()  # a config error found there comes first
         raise ConfigError(
             [f"model.name_or_path: cannot load the tokenizer of {cfg.model.name_or_path!r}: {err}"]
         ) from None
@@ -268,6 +273,7 @@ def run_doctor(
 
     plain = [ex for _, ex in examples]
     if not tokenizer.chat_template and _is_conversational(plain):
+        find()
         raise ConfigError(
             [
                 f"model.chat_template: {cfg.model.name_or_path!r} ships no chat template and the "
@@ -279,10 +285,41 @@ def run_doctor(
 
     ctx = encode_context(cfg, tokenizer)
     clock.lap("load")  # the tokenizer, transformers and TRL
-    report = _measure(cfg, ctx, source, fmt, len(rows), examples, findings, sample, progress)
-    clock.lap("marks")
-    report.timings = clock.laps
+    # the findings are Python, the tokenisation mostly Rust that lets go of the GIL: the findings
+    # run in a thread beside it
+    row_findings = _Job(find)
+    report = _measure(
+        cfg, ctx, source, fmt, len(rows), examples, row_findings.result, sample, progress
+    )
+    clock.lap("marks")  # with the wait for the findings, if they took longer
+    report.timings = {**clock.laps, "findings": row_findings.seconds}  # overlapped
     return report
+
+
+class _Job:
+    """A function run in a thread; ``result()`` waits and returns or raises what it did."""
+
+    def __init__(self, func: Callable[[], list[Finding]]) -> None:
+        self._func = func
+        self._value: list[Finding] = []
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name="doctor-findings", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._value = self._func()
+        except BaseException as err:  # re-raised in the caller's thread by result()
+            self._error = err
+        self.seconds = time.perf_counter() - started
+
+    def result(self) -> list[Finding]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class _Stages:
@@ -305,7 +342,7 @@ def _measure(
     fmt: str,
     n_rows: int,
     examples: list[tuple[int, dict[str, Any]]],
-    findings: list[Finding],
+    row_findings: Callable[[], list[Finding]],
     sample: int,
     progress: Progress | None,
 ) -> DoctorReport:
@@ -315,7 +352,6 @@ def _measure(
     head = [ex for _, ex in examples[:sample]]
     exact_head = trl_encode(head, ctx)
     agreed = _same_marks(exact_head, batch_encode(head, ctx))
-    encode = batch_encode if agreed else trl_encode
     notes = (
         []
         if agreed
@@ -347,9 +383,8 @@ def _measure(
     truncated_lines: list[int] = []
     dropped_lines: list[int] = []
     first_truncated: tuple[int, dict[str, Any]] | None = None
-    for at in range(0, total, CHUNK):
-        chunk = examples[at : at + CHUNK]
-        encoded = encode([ex for _, ex in chunk], ctx)
+    done = 0
+    for chunk, encoded in _encoded_chunks(examples, ctx, batched=agreed):
         for (line, ex), seqs in zip(chunk, encoded, strict=True):
             dropped = False
             for enc in seqs:
@@ -362,13 +397,16 @@ def _measure(
                         first_truncated = (line, ex)
             if dropped:
                 dropped_lines.append(line)
+        done += len(chunk)
         if progress:
-            progress(min(at + CHUNK, total), total)
+            progress(done, total)
 
     samples = _samples(examples[:sample], exact_head, ctx)
     if first_truncated is not None and all(s.line != first_truncated[0] for s in samples):
         samples += _samples([first_truncated], trl_encode([first_truncated[1]], ctx), ctx)
-    findings += _cut_findings(ctx, truncated_lines, dropped_lines, len(lengths), total)
+    findings = row_findings() + _cut_findings(
+        ctx, truncated_lines, dropped_lines, len(lengths), total
+    )
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order.get(f.severity, 3), -f.count))
     return DoctorReport(
@@ -390,6 +428,30 @@ def _measure(
         path="batched" if agreed else "trl",
         notes=notes,
     )
+
+
+def _encoded_chunks(
+    examples: list[tuple[int, dict[str, Any]]], ctx: EncodeContext, *, batched: bool
+) -> Iterator[tuple[list[tuple[int, dict[str, Any]]], list[list[Encoded]]]]:
+    """``examples`` a CHUNK at a time with their sequences, in order. The batched encoding runs
+    in two threads: one chunk's chat-template rendering (Python) goes on while another's
+    tokenisation (Rust, which lets go of the GIL) runs. TRL's own preparation runs here alone."""
+    chunks = [examples[at : at + CHUNK] for at in range(0, len(examples), CHUNK)]
+    if not batched:
+        for chunk in chunks:
+            yield chunk, trl_encode([ex for _, ex in chunk], ctx)
+        return
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="doctor-encode") as pool:
+        pending: deque[tuple[list[tuple[int, dict[str, Any]]], Future[list[list[Encoded]]]]]
+        pending = deque()
+        for chunk in chunks:
+            pending.append((chunk, pool.submit(batch_encode, [ex for _, ex in chunk], ctx)))
+            if len(pending) > 2:  # bounded: two chunks ahead at most
+                ready, future = pending.popleft()
+                yield ready, future.result()
+        while pending:
+            ready, future = pending.popleft()
+            yield ready, future.result()
 
 
 def _samples(
