@@ -289,6 +289,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, console: Console) -> int:
+    with Store() as store:
+        target = store.find_job(args.job).target
+    if target == "runpod":  # on a new pod, through the RunPod launcher
+        from app.cli_runpod import cmd_resume_runpod
+
+        return cmd_resume_runpod(args, console)
     return asyncio.run(RunSession(args, console).run(None, resume_id=args.job))
 
 

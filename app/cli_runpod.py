@@ -1,5 +1,5 @@
-"""The command line's cloud half: ``tunedeck run CONFIG --target runpod``, ``tunedeck batch``
-and ``tunedeck pods``.
+"""The command line's cloud half: ``tunedeck run CONFIG --target runpod``, ``tunedeck resume JOB``
+of a RunPod job (on a new pod), ``tunedeck batch`` and ``tunedeck pods``.
 
 The RunPod key comes from the keyring (Settings → Credentials in the app); it is never read from
 a file or the command line. ``run --target runpod`` shows the same progress as a local run plus
@@ -27,7 +27,7 @@ from app.core.jobs import Job, format_duration
 from app.core.launcher import LaunchError, ReceiverAddress, create_job_for, start_job
 from app.core.runpod.errors import RunPodError
 from app.core.store import Store
-from trainer.config import RunConfig, load_config
+from trainer.config import RunConfig, load_config, parse_config
 
 if TYPE_CHECKING:
     from app.core.runpod.launcher import RunPodLauncher
@@ -107,19 +107,34 @@ def _catch_interrupts(cancel: Callable[[], None]) -> Callable[[], None]:
 # ------------------------------------------------------------------------------ run --target
 
 
-async def run_on_runpod(cfg: RunConfig, args: argparse.Namespace, console: Console) -> int:
+async def run_on_runpod(
+    cfg: RunConfig | None,
+    args: argparse.Namespace,
+    console: Console,
+    resume_id: str | None = None,
+) -> int:
+    """A new job for ``cfg``, or the job ``resume_id`` resumed on a new pod; the same display."""
     from app.cli import RunDisplay, summary_lines
 
     store = Store()
     ingestor = Ingestor(store)
     try:
         async with runpod_launcher(store, ingestor, console) as launcher:
-            job = create_job_for(store, cfg, target="runpod")
+            if resume_id is not None:
+                job = store.find_job(resume_id)
+            else:
+                assert cfg is not None
+                job = create_job_for(store, cfg, target="runpod")
             with RunDisplay(job, console, verbose=getattr(args, "verbose", False)) as display:
                 ingestor.subscribe(display.event)
                 launcher.on_output = display.output
                 display.suffix = lambda: launcher.meter(job.id) or ""
-                await start_job(store, ingestor, launcher, job, cfg)
+                if resume_id is not None:
+                    job = await launcher.resume(job.id)
+                    cfg = parse_config(job.config())
+                else:
+                    assert cfg is not None
+                    await start_job(store, ingestor, launcher, job, cfg)
                 _print(
                     console,
                     f"tunedeck: job {job.id} · {job.method} on {job.model} · RunPod "
@@ -173,6 +188,11 @@ def _user_errors(fn: Callable[[], int]) -> int:
 def cmd_run_runpod(args: argparse.Namespace, console: Console) -> int:
     cfg = load_config(args.config)
     return _user_errors(lambda: asyncio.run(run_on_runpod(cfg, args, console)))
+
+
+def cmd_resume_runpod(args: argparse.Namespace, console: Console) -> int:
+    """``tunedeck resume JOB`` of a RunPod job: a new pod continues from its checkpoint."""
+    return _user_errors(lambda: asyncio.run(run_on_runpod(None, args, console, args.job)))
 
 
 # ------------------------------------------------------------------------------------- batch
@@ -359,4 +379,4 @@ def add_commands(sub: Any) -> dict[str, Callable[[argparse.Namespace, Console], 
     return {"batch": cmd_batch, "pods": cmd_pods}
 
 
-__all__ = ["EXIT_USER_ERROR", "add_commands", "cmd_run_runpod", "runpod_key"]
+__all__ = ["EXIT_USER_ERROR", "add_commands", "cmd_resume_runpod", "cmd_run_runpod", "runpod_key"]

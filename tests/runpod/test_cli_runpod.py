@@ -13,6 +13,7 @@ import pytest
 
 from app.cli import main
 from app.core.credentials import CredentialStore
+from app.core.launcher import create_job_for
 from app.core.runpod.client import RunPodClient
 from app.core.runpod.models import PodRequest
 from app.core.store import Store
@@ -155,14 +156,24 @@ def test_batch_on_this_computer_needs_no_key(
     assert "local" in row and "2/2" in row and "completed" in row and "0.00" in row
 
 
-def test_resume_of_a_cloud_job_is_refused_on_this_computer(
+def test_resume_of_a_cloud_job_goes_to_runpod_and_needs_a_checkpoint(
+    fake_runpod: FakeRunPod,
+    stored_key: CredentialStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """`tunedeck resume` of a RunPod job goes through the RunPod launcher (a new pod from the
+    job's checkpoint; test_cloud_resume.py runs one): without a checkpoint it says so and no
+    pod is made."""
+    point_app_at(fake_runpod, monkeypatch)
+    monkeypatch.chdir(tmp_path)
     with Store() as store:
-        job = store.create_job(name="cloud", method="sft", model="m", target="runpod")
+        job = create_job_for(store, cloud_config(), target="runpod")
         store.set_status(job.id, "cancelled")
-    assert main(["resume", job.id]) == 2
+    assert main(["resume", job.id[:8]]) == 2
     err = capsys.readouterr().err
-    assert "ran on runpod" in err and "Duplicate" in err
+    assert "no complete checkpoint to continue from" in err, err
+    assert fake_runpod.pods == {}
     with Store() as store:
         assert store.require_job(job.id).status == "cancelled"  # not reopened

@@ -68,8 +68,9 @@ class RunPodSection(Section):
     budget_usd: float | None = option(
         10.0,
         title="Budget (USD)",
-        description="Stop and terminate the pod when the run has cost this much (a "
-        "budget_warning alert comes at 80%); empty for no budget.",
+        description="Stop and terminate the pod when it has cost this much (a "
+        "budget_warning alert comes at 80%; a resumed run's new pod has a budget of its own); "
+        "empty for no budget.",
         basic=True,
         gt=0,
         le=100_000,

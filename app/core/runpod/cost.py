@@ -5,6 +5,10 @@ rate on the pod). The run moves through ``PHASES``; each phase that is over keep
 dollars, so the job view and ``tunedeck batch`` can show where time and money went. The ledger
 is plain data (no I/O): the launcher saves it in the store's ``cloud_runs`` row after each
 change, and a restarted app rebuilds it from that row.
+
+A job resumed on a new pod keeps one ledger: what its earlier pods cost is folded into one
+``EARLIER`` entry (``continued``), so the job's total stays whole while ``runpod.budget_usd``
+applies to each pod (``pod_dollars``): a run stopped at its budget can go on, one budget more.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ PHASE_TITLES: dict[str, str] = {
     "terminated": "pod terminated",
 }
 BUDGET_WARNING_SHARE = 0.8
+EARLIER = "earlier pods"  # a resumed job: time and money of its pods before this one
 
 BudgetState = Literal["ok", "warning", "spent"]
 
@@ -72,6 +77,21 @@ class PhaseLedger:
     def seconds(self, now: float) -> float:
         return sum(v["seconds"] for v in self.breakdown(now).values())
 
+    def earlier_dollars(self) -> float:
+        return float(self.done.get(EARLIER, {}).get("dollars", 0.0))
+
+    def pod_dollars(self, now: float) -> float:
+        """What the current pod has cost (the budget's measure)."""
+        return self.dollars(now) - self.earlier_dollars()
+
+    def continued(self, now: float, ended_at: float | None = None) -> PhaseLedger:
+        """The ledger of the job's next pod: everything spent so far (counted up to
+        ``ended_at``, when the last pod ended) in one ``EARLIER`` entry."""
+        until = ended_at if ended_at is not None else now
+        seconds, dollars = self.seconds(until), self.dollars(until)
+        done = {EARLIER: {"seconds": seconds, "dollars": dollars}} if seconds or dollars else {}
+        return PhaseLedger("provisioning", now, None, done)
+
     def phases_json(self) -> str:
         return json.dumps(self.done, sort_keys=True)
 
@@ -97,11 +117,15 @@ def budget_state(spent: float, budget: float | None) -> BudgetState:
 
 
 def format_meter(ledger: PhaseLedger, now: float, budget: float | None = None) -> str:
-    """One line for the job view and the CLI: ``training · $0.42 of $10.00 · $0.69/h``."""
-    spent = ledger.dollars(now)
-    parts = [PHASE_TITLES.get(ledger.phase, ledger.phase), f"${spent:.2f}"]
+    """One line for the job view and the CLI: ``training · $0.42 of $10.00 · $0.69/h``; a
+    resumed job: ``training · $0.12 of $10.00 this pod · $0.54 in all · $0.69/h``."""
+    earlier = ledger.earlier_dollars()
+    parts = [PHASE_TITLES.get(ledger.phase, ledger.phase), f"${ledger.pod_dollars(now):.2f}"]
     if budget:
         parts[-1] += f" of ${budget:.2f}"
+    if earlier:
+        parts[-1] += " this pod"
+        parts.append(f"${ledger.dollars(now):.2f} in all")
     if ledger.cost_per_hour is not None and ledger.phase != "terminated":
         parts.append(f"${ledger.cost_per_hour:.2f}/h")
     return " · ".join(parts)

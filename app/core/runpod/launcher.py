@@ -21,6 +21,14 @@ The path of one job, each step a phase with its time and money recorded in the s
 The pod is also terminated on any failure, on cancel (after the checkpoint is downloaded), at
 the budget, at max runtime and after too long a silence. If the app vanishes, the agent on the
 pod terminates its own pod after the grace time (pod_agent.py).
+
+``resume`` continues a cancelled or failed job as the same job on a NEW pod: the newest complete
+checkpoint that came home is uploaded as ``checkpoint.tar.gz`` and unpacked into the run's
+output folder on the pod before the trainer starts (``resume_from_checkpoint: latest``). Each pod
+has its own ``cloud_resources`` row; the job's one ``cloud_runs`` row moves to the new pod (its
+``last_seq`` back to 0: the new pod's event log starts again) and keeps what the earlier pods
+cost as one "earlier pods" entry of its phases (``PhaseLedger.continued``); the budget applies
+to each pod.
 """
 
 from __future__ import annotations
@@ -45,9 +53,11 @@ from app.core.launcher import (
     LaunchStatus,
     OutputCallback,
     contract_env,
+    resume_config,
+    work_dir_of,
 )
 from app.core.runpod import trainer_bundle
-from app.core.runpod.agent_client import AgentClient, AgentError, AgentUnreachable
+from app.core.runpod.agent_client import AgentClient, AgentError, AgentUnreachable, sha256_file
 from app.core.runpod.client import RunPodClient
 from app.core.runpod.cost import PhaseLedger, format_meter
 from app.core.runpod.endpoints import RunPodEndpoints, runpod_endpoints
@@ -72,6 +82,12 @@ from app.core.runpod.pod_setup import (
     write_private,
 )
 from app.core.runpod.poller import EventFeed
+from app.core.runpod.resume import (
+    CHECKPOINT_UPLOAD,
+    checkpoint_to_resume,
+    keep_event_log,
+    pack_checkpoint,
+)
 from app.core.runpod.run_state import CloudJobRun, Timeouts, ledger_of
 from app.core.runpod.watch import check_money, limits_reached, refuse_spent_budget
 from app.core.store import Store
@@ -122,6 +138,7 @@ class RunPodLauncher:
         self.bundle_dir = bundle_dir
         self.trainer_python = trainer_python  # whose packages the pod pins (None: this one)
         self._runs: dict[str, CloudJobRun] = {}
+        self._resuming: set[str] = set()
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -131,6 +148,19 @@ class RunPodLauncher:
             raise LaunchError(
                 f"job {job.id} is {current.status}, not queued", "Create a new job to run again."
             )
+        await self._launch(job, cfg, work_dir=self.base_dir)
+
+    async def _launch(
+        self,
+        job: Job,
+        cfg: RunConfig,
+        *,
+        work_dir: Path,
+        carried: PhaseLedger | None = None,
+        checkpoint: Path | None = None,
+    ) -> None:
+        """A new pod for a queued job; ``carried``: the ledger of its earlier pods (a resume),
+        ``checkpoint``: the archive the pod continues from."""
         folder = paths.job_dir(job.id)
         folder.mkdir(parents=True, exist_ok=True)
         config_text = cfg.to_json()  # no secrets: they travel in /start's environment
@@ -141,7 +171,7 @@ class RunPodLauncher:
         token = secrets.token_urlsafe(32)
         write_private(folder / TOKEN_NAME, token)
         job_token = new_job_token()
-        output_dir = cfg.resolved_output_dir(self.base_dir)
+        output_dir = cfg.resolved_output_dir(work_dir)
         self.store.update_job(
             job.id,
             token_hash=hash_token(job_token),
@@ -153,17 +183,21 @@ class RunPodLauncher:
         now = time.time()
         # written down before RunPod is asked: a pod is never made without a row saying so
         resource = self.store.record_resource(provider=PROVIDER, status="creating", job_id=job.id)
+        ledger = PhaseLedger("provisioning", now, None, dict(carried.done) if carried else {})
+        # a resumed job's row moves to the new pod, whose event log starts again at seq 1
         self.store.save_cloud_run(
             job.id,
             resource_row=resource.id,
+            pod_id=None,
+            cost_per_hour=None,
             phase="provisioning",
             phase_started_at=now,
-            phases="{}",
+            phases=ledger.phases_json(),
             last_seq=0,
         )
-        ledger = PhaseLedger("provisioning", now)
         run = CloudJobRun(job.id, cfg, ledger, EventFeed(self.store, self.ingestor, job.id), token)
         run.resource_row, run.job_token = resource.id, job_token
+        run.work_dir, run.checkpoint_archive = work_dir, checkpoint
         pod = await self._create(run, pod_request(job.id, cfg, token))
         run.pod_id = pod.id
         run.ledger.cost_per_hour = pod.cost_per_hour
@@ -349,12 +383,16 @@ class RunPodLauncher:
             raise LaunchError(str(err), "Fix the training environment, then launch again.") from err
         uploads = [(trainer_bundle.BUNDLE_NAME, bundle.path, "trainer")]
         uploads.append((CONFIG_NAME, folder / POD_CONFIG_NAME, "config"))
-        dataset = local_dataset(run.cfg, self.base_dir)
+        dataset = local_dataset(run.cfg, run.work_dir or self.base_dir)
         if dataset is not None:
             uploads.append((dataset_upload_name(dataset), dataset, "dataset"))
+        if run.checkpoint_archive is not None:  # a resume: the agent unpacks it before /start
+            uploads.append((CHECKPOINT_UPLOAD, run.checkpoint_archive, "checkpoint"))
         for name, path, what in uploads:
             upload = functools.partial(agent.upload, name, path, self._progress(run, what))
             await self._transfer(run, f"uploading the {what}", upload)
+        if run.checkpoint_archive is not None:  # on the pod, verified; the folder stays here
+            run.checkpoint_archive.unlink(missing_ok=True)
         job = self.store.require_job(run.job_id)
         assert run.job_token is not None
         # environ={}: the user's own shell HF_TOKEN reaches the pod only through _hf_token's rule
@@ -363,7 +401,7 @@ class RunPodLauncher:
             token=run.job_token,
             receiver=None,
             cfg=run.cfg,
-            hf_token=await self._hf_token(run.cfg),
+            hf_token=await self._hf_token(run),
             environ={},
         )
         start = functools.partial(
@@ -377,11 +415,11 @@ class RunPodLauncher:
         run.job_token = None
         self._enter(run, "training")
 
-    async def _hf_token(self, cfg: RunConfig) -> str | None:
+    async def _hf_token(self, run: CloudJobRun) -> str | None:
         """The Hub token goes to the pod only when the run talks to the Hub."""
         if self.hf_token_source is None:
             return None
-        if not talks_to_hub(cfg, self.base_dir):
+        if not talks_to_hub(run.cfg, run.work_dir or self.base_dir):
             return None
         token = self.hf_token_source()
         return await token if inspect.isawaitable(token) else token
@@ -465,6 +503,8 @@ class RunPodLauncher:
             if not inside(output, dest):
                 log.error("job %s: refusing artifact path %r", run.job_id, item.path)
                 continue
+            if await asyncio.to_thread(_holds, dest, item.size, item.sha256):
+                continue  # here already (a resumed run's checkpoint): the pod bills meanwhile
             download = functools.partial(agent.download, item, dest)
             try:
                 await self._transfer(run, f"downloading {item.path}", download)
@@ -629,12 +669,58 @@ class RunPodLauncher:
         await run.done.wait()
 
     async def resume(self, job_id: str) -> Job:
-        """Not on a pod yet: the agent takes no checkpoint upload."""
-        raise LaunchError(
-            f"job {job_id} ran on RunPod; resuming a cloud run on a new pod is not supported yet",
-            "Its checkpoints were downloaded into its output folder; duplicate it as a new run "
-            "(checkpoint.resume_from_checkpoint can point at one when it runs on this computer).",
-        )
+        """Continue a cancelled or failed cloud job as the same job on a new pod, from the newest
+        complete checkpoint its earlier pod sent home (see the module's docstring)."""
+        job = self.store.require_job(job_id)
+        if job.target != PROVIDER:
+            raise LaunchError(f"job {job_id} ran on {job.target}, not on RunPod", "")
+        if not job.is_final:
+            raise LaunchError(f"job {job_id} is {job.status}", "Only a finished job resumes.")
+        running = self._runs.get(job_id)
+        if job_id in self._resuming or (running is not None and not running.done.is_set()):
+            raise LaunchError(
+                f"job {job_id}'s pod is still being collected or terminated",
+                "Wait until its pod is terminated, then resume.",
+            )
+        pods = self.store.list_resources(provider=PROVIDER, job_id=job_id)
+        live = [r for r in pods if r.resource_id is not None and r.terminated_at is None]
+        if live:
+            raise LaunchError(
+                f"job {job_id}'s pod {live[0].resource_id} is not confirmed terminated",
+                "Terminate it from File ▸ Cloud pods… (or `tunedeck pods`), then resume.",
+            )
+        try:
+            cfg = resume_config(parse_config(job.config()))
+        except ConfigError as err:
+            raise LaunchError(
+                f"job {job_id}'s stored config no longer validates: {err}",
+                "Start a new run from an edited copy of the config.",
+            ) from err
+        work_dir = work_dir_of(job, cfg, self.base_dir)  # where its checkpoints came home
+        output = cfg.resolved_output_dir(work_dir)
+        checkpoint = checkpoint_to_resume(job_id, output)
+        self._resuming.add(job_id)
+        try:
+            archive = await asyncio.to_thread(
+                pack_checkpoint, checkpoint, paths.job_dir(job_id) / CHECKPOINT_UPLOAD
+            )
+            row = self.store.get_cloud_run(job_id)
+            ended = max((r.terminated_at for r in pods if r.terminated_at), default=None)
+            carried = ledger_of(row).continued(time.time(), ended) if row is not None else None
+            keep_event_log(output, row.pod_id if row is not None else None)
+            self.store.reopen_job(job_id)
+            job = self.store.update_job(job_id, config_json=cfg.to_json())
+            log.info("job %s: resuming from %s on a new pod", job_id, checkpoint)
+            try:
+                await self._launch(job, cfg, work_dir=work_dir, carried=carried, checkpoint=archive)
+            except Exception as err:  # never left queued: failed with the reason, resumable
+                hint = err.hint if isinstance(err, LaunchError) else ""
+                failed = self.store.set_status(job_id, "failed", f"{err} {hint}".strip())
+                self.ingestor.job_changed(failed)
+                raise
+        finally:
+            self._resuming.discard(job_id)
+        return self.store.require_job(job_id)
 
     def status(self, job_id: str) -> LaunchStatus:
         run = self._runs.get(job_id)
@@ -733,6 +819,14 @@ class RunPodLauncher:
                 with contextlib.suppress(Exception):
                     await run.agent.aclose()
         self._runs.clear()
+
+
+def _holds(path: Path, size: int, sha256: str) -> bool:
+    """Whether ``path`` already holds exactly that content."""
+    try:
+        return path.stat().st_size == size and sha256_file(path) == sha256
+    except OSError:
+        return False
 
 
 def _hint(err: RunPodError) -> str:

@@ -1,7 +1,9 @@
 """Tunedeck's pod agent: one standard-library file that runs on a RunPod pod (DESIGN.md §6).
 
 A desktop behind a home router cannot receive a POST from a pod, so the pod serves the app
-instead, through RunPod's HTTPS proxy: uploads (trainer package, config, dataset), start, the
+instead, through RunPod's HTTPS proxy: uploads (trainer package, config, dataset, and for a
+resumed run the checkpoint it continues from, unpacked into the output folder before the trainer
+starts), start, the
 event log from a sequence number, the trainer log, cancel, artifact downloads. The app sends
 this file's source in the pod's environment (``app.core.runpod.bootstrap``), so it imports
 nothing outside the standard library and stays small.
@@ -52,11 +54,14 @@ MAX_FILE_BYTES = 256 << 30
 MAX_LOG_BYTES = 256 << 10
 MAX_EVENTS = 5000
 EVENT_READ_BYTES = 4 << 20
-# Names a client may upload: the trainer package, the run config and its datasets. Nothing else
-# is ever written from a request, so no path can point outside the agent's folder.
+# Names a client may upload: the trainer package, the run config, its datasets and the checkpoint
+# a resumed run continues from. Nothing else is ever written from a request, so no path can point
+# outside the agent's folder.
 UPLOAD_NAME = re.compile(
-    r"(trainer\.tar\.gz|config\.json|(eval_)?dataset\.((jsonl|json|csv)(\.gz)?|parquet))"
+    r"(trainer\.tar\.gz|checkpoint\.tar\.gz|config\.json"
+    r"|(eval_)?dataset\.((jsonl|json|csv)(\.gz)?|parquet))"
 )
+CHECKPOINT = "checkpoint.tar.gz"
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 # The agent's own secrets and RunPod's pod key stay out of the trainer's environment.
 PRIVATE_ENV = ("RUNPOD_API_KEY", "TUNEDECK_AGENT_TOKEN", "TUNEDECK_AGENT_SRC")
@@ -214,7 +219,11 @@ class Agent:
 
     def upload_path(self, name: str) -> Path:
         if not UPLOAD_NAME.fullmatch(name):
-            raise Refused(404, "unknown_file", "uploads are trainer.tar.gz, config.json, dataset.*")
+            raise Refused(
+                404,
+                "unknown_file",
+                "uploads: trainer.tar.gz, config.json, dataset.*, " + CHECKPOINT,
+            )
         return self.files / name
 
     def file_state(self, name: str) -> dict[str, Any]:
@@ -338,6 +347,10 @@ class Agent:
             try:
                 if "trainer.tar.gz" in self.verified:
                     unpack(self.files / "trainer.tar.gz", self.work / "package")
+                if CHECKPOINT in self.verified:  # resume_from_checkpoint "latest" finds it there
+                    unpack(self.files / CHECKPOINT, self.output)
+                    (self.files / CHECKPOINT).unlink()  # the pod's disk holds it once
+                    log("the checkpoint to resume from is in the output folder")
                 if self.environ.get("TUNEDECK_AGENT_SKIP_INSTALL") != "1":
                     self.install(requirements, log_file)
                 with self.lock:
@@ -558,14 +571,14 @@ def installed_specs(python: str, requirements: list[str]) -> list[str]:
 
 
 def unpack(archive: Path, dest: Path) -> None:
-    """Extract the trainer package; members that would land outside ``dest`` are refused."""
+    """Extract an uploaded archive; members that would land outside ``dest`` are refused."""
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     with tarfile.open(archive, "r:gz") as tar:
         for member in tar.getmembers():
             target = (root / member.name).resolve()
             if not target.is_relative_to(root) or not (member.isfile() or member.isdir()):
-                raise RuntimeError(f"trainer.tar.gz: refusing member {member.name!r}")
+                raise RuntimeError(f"{archive.name}: refusing member {member.name!r}")
         if hasattr(tarfile, "data_filter"):
             tar.extractall(root, filter="data")
         else:  # pragma: no cover - Python without extraction filters; members checked above

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app.core.runpod.agent_client import AgentClient
@@ -55,6 +56,8 @@ class CloudJobRun:
     last_heard: float = field(default_factory=time.monotonic)
     training_since: float | None = None
     log_offset: int = 0
+    work_dir: Path | None = None  # where relative paths resolve (a resume: where it first ran)
+    checkpoint_archive: Path | None = None  # a resume: the checkpoint to upload
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 

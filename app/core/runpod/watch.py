@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def check_money(run: CloudJobRun, store: Store, ingestor: Ingestor, within_s: float) -> None:
     """The budget_warning alert at 80% (once), a stop request at 100%."""
     budget = run.cfg.runpod.budget_usd
-    spent = run.ledger.dollars(time.time())
+    spent = run.ledger.pod_dollars(time.time())  # per pod: a resume has its own
     state = budget_state(spent, budget)
     if state != "ok" and not run.warned_budget:
         run.warned_budget = True
@@ -45,7 +45,7 @@ def check_money(run: CloudJobRun, store: Store, ingestor: Ingestor, within_s: fl
 def refuse_spent_budget(run: CloudJobRun) -> None:
     """Before training: a pod that takes its budget to start is given up."""
     budget = run.cfg.runpod.budget_usd
-    spent = run.ledger.dollars(time.time())
+    spent = run.ledger.pod_dollars(time.time())  # per pod: a resume has its own
     if budget_state(spent, budget) == "spent":
         raise LaunchError(
             f"the budget of ${budget:.2f} was spent (${spent:.2f}) before the trainer started",

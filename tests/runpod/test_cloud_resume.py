@@ -1,0 +1,165 @@
+"""Resuming a cloud job on a new pod, through the fake RunPod with the real client, the real agent
+on simulated pods and the real trainer: the checkpoint the first pod sent home goes up to the
+second pod, the trainer continues from it, every step is stored once, both pods end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from app.core.ingest import Ingestor
+from app.core.launcher import LaunchError, create_job_for
+from app.core.runpod.cost import EARLIER
+from app.core.runpod.resume import CHECKPOINT_UPLOAD
+from app.core.store import Store
+from tests.runpod.cloud_helpers import RUN_TIMEOUT_S, cloud_config, cloud_launcher, point_app_at
+from tests.runpod.fake_runpod import FakeRunPod
+from tests.runpod.test_cloud_e2e import assert_the_key_never_reached_the_pod
+from trainer.checkpoints import checkpoint_step, latest_complete_checkpoint
+
+MAX_STEPS = 14
+
+
+async def _wait_for_points(store: Store, job_id: str, count: int) -> None:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while store.metric_count(job_id) < count:
+        assert not store.require_job(job_id).is_final, store.require_job(job_id).error
+        assert time.monotonic() < deadline, f"fewer than {count} points in {RUN_TIMEOUT_S} s"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_cancelled_cloud_run_resumes_on_a_new_pod_from_its_checkpoint(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_app_at(fake_runpod, monkeypatch)
+    cfg = cloud_config(max_steps=MAX_STEPS)
+    store = Store()
+    ingestor = Ingestor(store)
+    fed: list[list[int]] = []  # the steps of each metrics batch, in the order they were stored
+    ingestor.subscribe(
+        lambda e: fed.append([p["step"] for p in e.points]) if e.kind == "metrics" else None
+    )
+    marks: dict[str, int] = {}
+
+    async def run() -> str:
+        async with cloud_launcher(store, ingestor, tmp_path) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            await _wait_for_points(store, job.id, 3)
+            await asyncio.wait_for(launcher.cancel(job.id), RUN_TIMEOUT_S)
+            assert store.require_job(job.id).status == "cancelled"
+            marks["fed"] = len(fed)
+            # a cancelled job is not running any more, and a running one is refused a resume
+            resumed = await launcher.resume(job.id)
+            assert resumed.status in ("queued", "running") and len(fake_runpod.pods) == 2
+            with pytest.raises(LaunchError) as refused:
+                await launcher.resume(job.id)
+            assert "Only a finished job resumes" in refused.value.hint
+            await asyncio.wait_for(launcher.wait(job.id), RUN_TIMEOUT_S)
+            return job.id
+
+    job_id = asyncio.run(run())
+    job = store.require_job(job_id)
+    assert job.status == "completed", job.error
+    out = Path(job.output_dir or "")
+
+    # what the trainer on the second pod resumed from is a checkpoint the first one saved
+    started = [a for a in store.alerts(job_id) if a["type"] == "job_started"]
+    assert len(started) == 2 and "resumed_from_step" not in started[0]
+    resumed_from = started[1]["resumed_from_step"]
+    assert resumed_from > 0
+    kept = list(out.glob("events.*.jsonl"))  # the first pod's event log, kept aside
+    assert len(kept) == 1, kept
+    first_pod_steps = {
+        json.loads(line)["data"]["step"]
+        for line in kept[0].read_text().splitlines()
+        if json.loads(line)["kind"] == "metric"
+    }
+    assert resumed_from in first_pod_steps
+
+    # the second pod's first point is the step after the checkpoint; every step stored once
+    after_resume = [step for batch in fed[marks["fed"] :] for step in batch]
+    assert after_resume and after_resume[0] == resumed_from + 1, after_resume[:5]
+    assert sorted(after_resume) == list(range(resumed_from + 1, MAX_STEPS + 1))
+    assert [p["step"] for p in store.metrics(job_id)] == list(range(1, MAX_STEPS + 1))
+
+    # the checkpoint went up as one archive, unpacked by the agent before the trainer started
+    first_pod, second_pod = (r.resource_id for r in store.list_resources(job_id=job_id))
+    uploads = fake_runpod.requests_to(f"/proxy/{second_pod}-8765/files/{CHECKPOINT_UPLOAD}")
+    assert any(r.method == "PUT" for r in uploads)
+    assert not fake_runpod.requests_to(f"/proxy/{first_pod}-8765/files/{CHECKPOINT_UPLOAD}")
+    pod_home = fake_runpod.workdir / "pods" / str(second_pod) / "agent-home"
+    agent_log = (pod_home.parent / "container.log").read_text(errors="replace")
+    unpacked = agent_log.find("the checkpoint to resume from is in the output folder")
+    assert -1 < unpacked < agent_log.find("trainer started"), agent_log
+    assert not (pod_home / "files" / CHECKPOINT_UPLOAD).exists()  # unpacked, then dropped
+    # it was the newest complete checkpoint the first pod sent home
+    newest = latest_complete_checkpoint(out)
+    assert newest is not None and checkpoint_step(newest) == resumed_from
+
+    # the adapter came home; both pods are terminated, each with its own row
+    assert (out / "adapter_model.safetensors").is_file()
+    rows = store.list_resources(provider="runpod", job_id=job_id)
+    assert len(rows) == 2 and {r.resource_id for r in rows} == set(fake_runpod.pods)
+    assert all(r.status == "terminated" and r.terminated_at is not None for r in rows)
+    assert fake_runpod.live_pods() == []
+    # one ledger for the job: the first pod's money kept as "earlier pods", the second's added
+    cloud = store.get_cloud_run(job_id)
+    assert cloud is not None and cloud.phase == "terminated" and cloud.pod_id == rows[1].resource_id
+    phases = json.loads(cloud.phases)
+    assert phases[EARLIER]["dollars"] > 0 and phases["training"]["dollars"] > 0
+    assert_the_key_never_reached_the_pod(fake_runpod)
+    store.close()
+
+
+def test_a_cloud_job_without_a_complete_checkpoint_is_not_resumed(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No pod is made for a resume that has nothing to continue from; the job stays as it was."""
+    point_app_at(fake_runpod, monkeypatch)
+    cfg = cloud_config()
+    store = Store()
+    job = create_job_for(store, cfg, target="runpod")
+    out = cfg.resolved_output_dir(tmp_path)
+    store.update_job(job.id, output_dir=str(out))
+    store.set_status(job.id, "cancelled")
+    (out / "checkpoint-2").mkdir(parents=True)  # cut short: no trainer_state.json
+
+    async def run() -> LaunchError:
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+            with pytest.raises(LaunchError) as err:
+                await launcher.resume(job.id)
+            return err.value
+
+    err = asyncio.run(run())
+    assert "no complete checkpoint to continue from" in str(err) and str(out) in str(err)
+    assert "checkpoint-2" in str(err) and "duplicate" in err.hint
+    assert fake_runpod.pods == {} and store.list_resources(job_id=job.id) == []
+    assert store.require_job(job.id).status == "cancelled"
+    store.close()
+
+
+def test_a_running_cloud_job_is_not_resumed(
+    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_app_at(fake_runpod, monkeypatch)
+    store = Store()
+    job = create_job_for(store, cloud_config(), target="runpod")
+    store.set_status(job.id, "running")
+
+    async def run() -> LaunchError:
+        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+            with pytest.raises(LaunchError) as err:
+                await launcher.resume(job.id)
+            return err.value
+
+    err = asyncio.run(run())
+    assert "is running" in str(err) and "finished" in err.hint
+    assert fake_runpod.pods == {}
+    assert store.require_job(job.id).status == "running"
+    store.close()
