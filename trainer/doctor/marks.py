@@ -275,6 +275,53 @@ def _prompt_lens(
     return full_ids, [_prefix_len(p, f) for p, f in zip(prompt_ids, full_ids, strict=True)]
 
 
+_REASONING = frozenset(("reasoning_content", "thinking", "reasoning"))
+
+
+def _plain_messages(conversation: Any) -> bool:
+    """Only dicts of strings, none of them a reasoning field: what transformers' rendering copies
+    and aliases comes out the same as it went in."""
+    return isinstance(conversation, list) and all(
+        type(m) is dict
+        and all(type(k) is str and type(v) is str for k, v in m.items())
+        and _REASONING.isdisjoint(m)
+        for m in conversation
+    )
+
+
+def _rendered(tok: Any, conversations: list[Any], *, add_generation_prompt: bool) -> list[str]:
+    """``apply_chat_template(c, tokenize=False, tools=None, ...)`` for each conversation. A
+    conversation of plain string messages goes straight to the compiled template with the same
+    variables, without the per-call deep copy (``_plain_template_data``) and checks that cost as
+    much as the rendering; any other goes through ``apply_chat_template``. transformers' private
+    template compiler: when it moves, everything goes through ``apply_chat_template``."""
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:
+        _compile_jinja_template = None
+    if _compile_jinja_template is None or not conversations:
+        out: list[str] = tok.apply_chat_template(
+            conversations, tokenize=False, add_generation_prompt=add_generation_prompt, tools=None
+        )
+        return out
+    template = _compile_jinja_template(tok.get_chat_template(None, None))
+    variables = dict(tok.special_tokens_map)
+    return [
+        template.render(
+            messages=c,
+            tools=None,
+            documents=None,
+            add_generation_prompt=add_generation_prompt,
+            **variables,
+        )
+        if _plain_messages(c)
+        else tok.apply_chat_template(
+            c, tokenize=False, add_generation_prompt=add_generation_prompt, tools=None
+        )
+        for c in conversations
+    ]
+
+
 def _offset_prompt_lens(
     tok: Any, prompts: list[Any], fulls: list[Any], chat: bool
 ) -> tuple[list[list[int]], list[int]] | None:
@@ -287,10 +334,8 @@ def _offset_prompt_lens(
     if backend is None or not hasattr(backend, "encode_batch"):
         return None
     if chat:
-        prompt_texts = tok.apply_chat_template(
-            prompts, tokenize=False, add_generation_prompt=True, tools=None
-        )
-        full_texts = tok.apply_chat_template(fulls, tokenize=False, tools=None)
+        prompt_texts = _rendered(tok, prompts, add_generation_prompt=True)
+        full_texts = _rendered(tok, fulls, add_generation_prompt=False)
     else:
         prompt_texts, full_texts = prompts, fulls
     if not all(f.startswith(p) for p, f in zip(prompt_texts, full_texts, strict=True)):

@@ -9,16 +9,15 @@ from. Needs the tokenizer, so it runs in the trainer's environment.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainer.config import ConfigError, RunConfig
+from trainer.doctor.beside import Beside
+from trainer.doctor.chunks import all_chunk_stats
 from trainer.doctor.findings import (
     Finding,
     columns_read,
@@ -41,7 +40,6 @@ from trainer.doctor.marks import (
 )
 
 Progress = Callable[[int, int], None]
-CHUNK = 2000  # examples tokenised per batch (and per progress event)
 DEFAULT_SAMPLES = 5
 
 
@@ -259,13 +257,13 @@ def run_doctor(
     examples = [(row.line, ex) for row, group in zip(rows, groups, strict=True) for ex in group]
     clock.lap("rows")
 
-    def find() -> list[Finding]:
-        return _row_findings(cfg, rows, fmt, examples, base)
+    # Python work: in a forked child (or a thread) beside the loading and the tokenisation
+    row_findings = Beside(lambda: _row_findings(cfg, rows, fmt, examples, base))
 
     try:
         tokenizer = load_tokenizer(cfg, resolve_model_path(cfg.model.name_or_path, base))
     except OSError as err:  # not found, offline, no access: the user's to fix
-        find()  # a config error found there comes first
+        row_findings.result()  # a config error found there comes first
         raise ConfigError(
             [f"model.name_or_path: cannot load the tokenizer of {cfg.model.name_or_path!r}: {err}"]
         ) from None
@@ -273,7 +271,7 @@ def run_doctor(
 
     plain = [ex for _, ex in examples]
     if not tokenizer.chat_template and _is_conversational(plain):
-        find()
+        row_findings.result()
         raise ConfigError(
             [
                 f"model.chat_template: {cfg.model.name_or_path!r} ships no chat template and the "
@@ -285,41 +283,12 @@ def run_doctor(
 
     ctx = encode_context(cfg, tokenizer)
     clock.lap("load")  # the tokenizer, transformers and TRL
-    # the findings are Python, the tokenisation mostly Rust that lets go of the GIL: the findings
-    # run in a thread beside it
-    row_findings = _Job(find)
     report = _measure(
         cfg, ctx, source, fmt, len(rows), examples, row_findings.result, sample, progress
     )
     clock.lap("marks")  # with the wait for the findings, if they took longer
-    report.timings = {**clock.laps, "findings": row_findings.seconds}  # overlapped
+    report.timings = {**clock.laps, "findings": row_findings.seconds}  # beside load and marks
     return report
-
-
-class _Job:
-    """A function run in a thread; ``result()`` waits and returns or raises what it did."""
-
-    def __init__(self, func: Callable[[], list[Finding]]) -> None:
-        self._func = func
-        self._value: list[Finding] = []
-        self._error: BaseException | None = None
-        self.seconds = 0.0
-        self._thread = threading.Thread(target=self._run, name="doctor-findings", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        started = time.perf_counter()
-        try:
-            self._value = self._func()
-        except BaseException as err:  # re-raised in the caller's thread by result()
-            self._error = err
-        self.seconds = time.perf_counter() - started
-
-    def result(self) -> list[Finding]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 class _Stages:
@@ -384,20 +353,12 @@ def _measure(
     dropped_lines: list[int] = []
     first_truncated: tuple[int, dict[str, Any]] | None = None
     done = 0
-    for chunk, encoded in _encoded_chunks(examples, ctx, batched=agreed):
-        for (line, ex), seqs in zip(chunk, encoded, strict=True):
-            dropped = False
-            for enc in seqs:
-                c = cut(enc, ctx)
-                lengths.append(len(enc.ids))
-                dropped = dropped or c.dropped
-                if c.truncated(len(enc.ids)):
-                    truncated_lines.append(line)
-                    if first_truncated is None:
-                        first_truncated = (line, ex)
-            if dropped:
-                dropped_lines.append(line)
-        done += len(chunk)
+    for stats in all_chunk_stats(examples, ctx, batched=agreed):
+        lengths += stats.lengths
+        truncated_lines += stats.truncated_lines
+        dropped_lines += stats.dropped_lines
+        first_truncated = first_truncated or stats.first_truncated
+        done += stats.size
         if progress:
             progress(done, total)
 
@@ -428,30 +389,6 @@ def _measure(
         path="batched" if agreed else "trl",
         notes=notes,
     )
-
-
-def _encoded_chunks(
-    examples: list[tuple[int, dict[str, Any]]], ctx: EncodeContext, *, batched: bool
-) -> Iterator[tuple[list[tuple[int, dict[str, Any]]], list[list[Encoded]]]]:
-    """``examples`` a CHUNK at a time with their sequences, in order. The batched encoding runs
-    in two threads: one chunk's chat-template rendering (Python) goes on while another's
-    tokenisation (Rust, which lets go of the GIL) runs. TRL's own preparation runs here alone."""
-    chunks = [examples[at : at + CHUNK] for at in range(0, len(examples), CHUNK)]
-    if not batched:
-        for chunk in chunks:
-            yield chunk, trl_encode([ex for _, ex in chunk], ctx)
-        return
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="doctor-encode") as pool:
-        pending: deque[tuple[list[tuple[int, dict[str, Any]]], Future[list[list[Encoded]]]]]
-        pending = deque()
-        for chunk in chunks:
-            pending.append((chunk, pool.submit(batch_encode, [ex for _, ex in chunk], ctx)))
-            if len(pending) > 2:  # bounded: two chunks ahead at most
-                ready, future = pending.popleft()
-                yield ready, future.result()
-        while pending:
-            ready, future = pending.popleft()
-            yield ready, future.result()
 
 
 def _samples(

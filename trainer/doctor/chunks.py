@@ -1,0 +1,102 @@
+"""Every example's token counts and cut, a chunk of examples at a time, on both cores.
+
+Chat-template rendering is Python (one core at a time under the GIL) and the tokenizer is Rust.
+Where the platform can ``fork`` and the process has no other Python thread, the chunks go to two
+forked worker processes, each rendering and tokenising its own chunks (the tokenizer single-threaded
+in each, so the two never oversubscribe the cores); only each chunk's small statistics come back.
+Elsewhere two threads share the work (one renders while the other's tokenisation runs without the
+GIL). The statistics are the same either way, in chunk order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainer.doctor.marks import EncodeContext, batch_encode, cut, trl_encode
+
+CHUNK = 2000  # examples tokenised per batch (and per progress event)
+WORKERS = 2
+
+Example = tuple[int, dict[str, Any]]  # (line, prepared example)
+
+
+@dataclass
+class ChunkStats:
+    size: int  # examples in the chunk
+    lengths: list[int] = field(default_factory=list)  # one per sequence
+    truncated_lines: list[int] = field(default_factory=list)  # one per truncated sequence
+    dropped_lines: list[int] = field(default_factory=list)
+    first_truncated: Example | None = None
+
+
+def chunk_stats(chunk: list[Example], ctx: EncodeContext, *, batched: bool) -> ChunkStats:
+    """The statistics of one chunk, from the batched encoding or from TRL's own preparation."""
+    encode = batch_encode if batched else trl_encode
+    out = ChunkStats(len(chunk))
+    for (line, ex), seqs in zip(chunk, encode([ex for _, ex in chunk], ctx), strict=True):
+        dropped = False
+        for enc in seqs:
+            c = cut(enc, ctx)
+            out.lengths.append(len(enc.ids))
+            dropped = dropped or c.dropped
+            if c.truncated(len(enc.ids)):
+                out.truncated_lines.append(line)
+                if out.first_truncated is None:
+                    out.first_truncated = (line, ex)
+        if dropped:
+            out.dropped_lines.append(line)
+    return out
+
+
+# what the forked workers read: set before the fork, inherited, never pickled
+_SHARED: tuple[list[Example], EncodeContext, bool] | None = None
+
+
+def _worker_stats(start: int) -> ChunkStats:
+    assert _SHARED is not None
+    examples, ctx, batched = _SHARED
+    return chunk_stats(examples[start : start + CHUNK], ctx, batched=batched)
+
+
+def can_fork() -> bool:
+    """A fork copies no lock another thread holds: only with no other Python thread."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
+def all_chunk_stats(
+    examples: list[Example], ctx: EncodeContext, *, batched: bool
+) -> Iterator[ChunkStats]:
+    """``chunk_stats`` of every CHUNK of ``examples``, in order."""
+    global _SHARED
+    starts = range(0, len(examples), CHUNK)
+    if len(starts) < 2 or (not batched and not can_fork()):  # TRL's preparation: one at a time
+        for start in starts:
+            yield chunk_stats(examples[start : start + CHUNK], ctx, batched=batched)
+        return
+    if can_fork():
+        _SHARED = (examples, ctx, batched)
+        # one tokenizer thread per worker, and no "forked after parallelism" warning
+        before = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        try:
+            pool = multiprocessing.get_context("fork").Pool(WORKERS)
+        finally:
+            if before is None:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+            else:
+                os.environ["TOKENIZERS_PARALLELISM"] = before
+            _SHARED = None  # the workers have their copy
+        with pool:
+            yield from pool.imap(_worker_stats, starts)
+        return
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="doctor-encode") as threads:
+        yield from threads.map(
+            lambda start: chunk_stats(examples[start : start + CHUNK], ctx, batched=batched),
+            starts,
+        )
