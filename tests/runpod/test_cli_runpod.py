@@ -177,3 +177,45 @@ def test_resume_of_a_cloud_job_goes_to_runpod_and_needs_a_checkpoint(
     assert fake_runpod.pods == {}
     with Store() as store:
         assert store.require_job(job.id).status == "cancelled"  # not reopened
+
+
+@pytest.mark.slow
+def test_resume_of_a_cancelled_runpod_job_continues_on_a_new_pod_with_the_run_display(
+    fake_runpod: FakeRunPod,
+    stored_key: CredentialStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Cancelled mid-run through the launcher, then `tunedeck resume JOB` from another folder:
+    the checkpoint found where the job ran, the same progress and phase lines, two pods ended."""
+    from app.core.ingest import Ingestor
+    from tests.runpod.cloud_helpers import cloud_launcher
+
+    point_app_at(fake_runpod, monkeypatch)
+    cfg = cloud_config(max_steps=10)
+    (tmp_path / "elsewhere").mkdir()
+
+    async def cancelled_mid_run() -> str:
+        with Store() as store:
+            async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
+                job = create_job_for(store, cfg, target="runpod")
+                await launcher.start(job, cfg)
+                while store.metric_count(job.id) < 3:
+                    assert not store.require_job(job.id).is_final
+                    await asyncio.sleep(0.1)
+                await asyncio.wait_for(launcher.cancel(job.id), 180)
+                return job.id
+
+    job_id = asyncio.run(asyncio.wait_for(cancelled_mid_run(), 240))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["resume", job_id]) == 0
+    out = capsys.readouterr().out
+    assert "[runpod]" in out and "pod terminated" in out and "completed" in out, out
+    assert "in all" in out  # the meter counts the first pod too
+    with Store() as store:
+        assert store.require_job(job_id).status == "completed"
+        assert [p["step"] for p in store.metrics(job_id)] == list(range(1, 11))
+        assert len(store.list_resources(job_id=job_id)) == 2
+    assert len(fake_runpod.pods) == 2 and fake_runpod.live_pods() == []

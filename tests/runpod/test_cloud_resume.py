@@ -144,13 +144,29 @@ def test_a_cloud_job_without_a_complete_checkpoint_is_not_resumed(
     store.close()
 
 
-def test_a_running_cloud_job_is_not_resumed(
-    fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("status", "said", "hint"),
+    [("running", "is running", "finished"), ("completed", "nothing to continue", "Duplicate")],
+)
+def test_a_running_or_completed_cloud_job_is_not_resumed(
+    fake_runpod: FakeRunPod,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: str,
+    said: str,
+    hint: str,
 ) -> None:
     point_app_at(fake_runpod, monkeypatch)
     store = Store()
-    job = create_job_for(store, cloud_config(), target="runpod")
-    store.set_status(job.id, "running")
+    cfg = cloud_config()
+    job = create_job_for(store, cfg, target="runpod")
+    out = cfg.resolved_output_dir(tmp_path)
+    store.update_job(job.id, output_dir=str(out))
+    store.set_status(job.id, status)
+    state = out / "checkpoint-2" / "trainer_state.json"  # a checkpoint is there: still refused
+    state.parent.mkdir(parents=True)
+    state.write_text('{"global_step": 2}')
+    (state.parent / "adapter_model.bin").write_bytes(b"w")
 
     async def run() -> LaunchError:
         async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
@@ -159,7 +175,7 @@ def test_a_running_cloud_job_is_not_resumed(
             return err.value
 
     err = asyncio.run(run())
-    assert "is running" in str(err) and "finished" in err.hint
+    assert said in str(err) and hint in err.hint
     assert fake_runpod.pods == {}
-    assert store.require_job(job.id).status == "running"
+    assert store.require_job(job.id).status == status
     store.close()

@@ -676,6 +676,11 @@ class RunPodLauncher:
             raise LaunchError(f"job {job_id} ran on {job.target}, not on RunPod", "")
         if not job.is_final:
             raise LaunchError(f"job {job_id} is {job.status}", "Only a finished job resumes.")
+        if job.status == "completed":  # its folder may hold a checkpoint of an earlier stop
+            raise LaunchError(
+                f"job {job_id} completed: there is nothing to continue",
+                "Duplicate it as a new run to train again.",
+            )
         running = self._runs.get(job_id)
         if job_id in self._resuming or (running is not None and not running.done.is_set()):
             raise LaunchError(
