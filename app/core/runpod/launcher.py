@@ -706,9 +706,15 @@ class RunPodLauncher:
         checkpoint = checkpoint_to_resume(job_id, output)
         self._resuming.add(job_id)
         try:
-            archive = await asyncio.to_thread(
-                pack_checkpoint, checkpoint, paths.job_dir(job_id) / CHECKPOINT_UPLOAD
-            )
+            archive = paths.job_dir(job_id) / CHECKPOINT_UPLOAD
+            try:
+                await asyncio.to_thread(pack_checkpoint, checkpoint, archive)
+            except OSError as err:  # the job stays as it was: nothing was reopened or made
+                raise LaunchError(
+                    f"cannot pack {checkpoint} into {archive} for the upload: {err}",
+                    "Free disk space there (the archive is about the checkpoint's size), "
+                    "then resume.",
+                ) from err
             row = self.store.get_cloud_run(job_id)
             ended = max((r.terminated_at for r in pods if r.terminated_at), default=None)
             carried = ledger_of(row).continued(time.time(), ended) if row is not None else None
