@@ -19,7 +19,7 @@ from app.core.store import Store
 from tests.runpod.cloud_helpers import RUN_TIMEOUT_S, cloud_config, cloud_launcher, point_app_at
 from tests.runpod.fake_runpod import FakeRunPod
 from tests.runpod.test_cloud_e2e import assert_the_key_never_reached_the_pod
-from trainer.checkpoints import checkpoint_step, latest_complete_checkpoint
+from trainer.checkpoints import checkpoint_folders, checkpoint_step, latest_complete_checkpoint
 
 MAX_STEPS = 14
 
@@ -36,6 +36,10 @@ async def _wait_for_points(store: Store, job_id: str, count: int) -> None:
 def test_a_cancelled_cloud_run_resumes_on_a_new_pod_from_its_checkpoint(
     fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Cancelled mid-run (its checkpoints come home; the newest one is then made incomplete, so
+    the resume takes the one before and the second pod logs some steps again), resumed on a
+    second pod: the trainer there reports resuming from that checkpoint, the first point after
+    it is the next step, each step is stored once with the later figures, both pods end."""
     point_app_at(fake_runpod, monkeypatch)
     cfg = cloud_config(max_steps=MAX_STEPS)
     store = Store()
@@ -45,6 +49,7 @@ def test_a_cancelled_cloud_run_resumes_on_a_new_pod_from_its_checkpoint(
         lambda e: fed.append([p["step"] for p in e.points]) if e.kind == "metrics" else None
     )
     marks: dict[str, int] = {}
+    cut: list[Path] = []
 
     async def run() -> str:
         async with cloud_launcher(store, ingestor, tmp_path) as launcher:
@@ -53,7 +58,14 @@ def test_a_cancelled_cloud_run_resumes_on_a_new_pod_from_its_checkpoint(
             await _wait_for_points(store, job.id, 3)
             await asyncio.wait_for(launcher.cancel(job.id), RUN_TIMEOUT_S)
             assert store.require_job(job.id).status == "cancelled"
-            marks["fed"] = len(fed)
+            marks["fed"], marks["last"] = len(fed), store.require_job(job.id).current_step or 0
+            # the newest checkpoint that came home is cut short (no trainer_state.json): the
+            # resume takes the one before it, so steps past it were logged by the first pod too
+            out = Path(store.require_job(job.id).output_dir or "")
+            newest, *older = checkpoint_folders(out)
+            assert older, [p.name for p in checkpoint_folders(out)]
+            (newest / "trainer_state.json").unlink()
+            cut.append(newest)
             # a cancelled job is not running any more, and a running one is refused a resume
             resumed = await launcher.resume(job.id)
             assert resumed.status in ("queued", "running") and len(fake_runpod.pods) == 2
@@ -80,13 +92,22 @@ def test_a_cancelled_cloud_run_resumes_on_a_new_pod_from_its_checkpoint(
         for line in kept[0].read_text().splitlines()
         if json.loads(line)["kind"] == "metric"
     }
-    assert resumed_from in first_pod_steps
+    assert resumed_from in first_pod_steps and resumed_from < checkpoint_step(cut[0])
+    assert resumed_from < marks["last"] == max(first_pod_steps)
 
     # the second pod's first point is the step after the checkpoint; every step stored once
     after_resume = [step for batch in fed[marks["fed"] :] for step in batch]
     assert after_resume and after_resume[0] == resumed_from + 1, after_resume[:5]
     assert sorted(after_resume) == list(range(resumed_from + 1, MAX_STEPS + 1))
-    assert [p["step"] for p in store.metrics(job_id)] == list(range(1, MAX_STEPS + 1))
+    stored = store.metrics(job_id)
+    assert [p["step"] for p in stored] == list(range(1, MAX_STEPS + 1))
+    # the steps both pods logged hold the second pod's figures (later wins, as for local)
+    second_log = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    again = {e["data"]["step"]: e["data"] for e in second_log if e["kind"] == "metric"}
+    for step in range(resumed_from + 1, marks["last"] + 1):
+        point = stored[step - 1]
+        assert point["samples_per_second"] == again[step]["samples_per_second"], step
+        assert point["train_loss"] == again[step]["train_loss"], step
 
     # the checkpoint went up as one archive, unpacked by the agent before the trainer started
     first_pod, second_pod = (r.resource_id for r in store.list_resources(job_id=job_id))
