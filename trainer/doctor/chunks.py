@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,14 +71,13 @@ def can_fork() -> bool:
 
 def all_chunk_stats(
     examples: list[Example], ctx: EncodeContext, *, batched: bool
-) -> Iterator[ChunkStats]:
-    """``chunk_stats`` of every CHUNK of ``examples``, in order."""
+) -> Iterable[ChunkStats]:
+    """``chunk_stats`` of every CHUNK of ``examples``, in order. The workers start now (a fork
+    must come before anything starts a thread), the results are read as the iterator is."""
     global _SHARED
     starts = range(0, len(examples), CHUNK)
     if len(starts) < 2 or (not batched and not can_fork()):  # TRL's preparation: one at a time
-        for start in starts:
-            yield chunk_stats(examples[start : start + CHUNK], ctx, batched=batched)
-        return
+        return (chunk_stats(examples[s : s + CHUNK], ctx, batched=batched) for s in starts)
     if can_fork():
         _SHARED = (examples, ctx, batched)
         # one tokenizer thread per worker, and no "forked after parallelism" warning
@@ -92,11 +91,33 @@ def all_chunk_stats(
             else:
                 os.environ["TOKENIZERS_PARALLELISM"] = before
             _SHARED = None  # the workers have their copy
-        with pool:
-            yield from pool.imap(_worker_stats, starts)
-        return
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="doctor-encode") as threads:
-        yield from threads.map(
-            lambda start: chunk_stats(examples[start : start + CHUNK], ctx, batched=batched),
-            starts,
-        )
+        return _Closing(pool, pool.imap(_worker_stats, starts))
+    threads = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="doctor-encode")
+    results = threads.map(
+        lambda start: chunk_stats(examples[start : start + CHUNK], ctx, batched=batched), starts
+    )
+    return _Closing(threads, results)
+
+
+class _Closing:
+    """``results`` read in order, then the pool or executor shut down; ``close()`` shuts it down
+    at once (results not read are thrown away)."""
+
+    def __init__(self, owner: Any, results: Iterator[ChunkStats]) -> None:
+        self._owner, self._results = owner, results
+
+    def __iter__(self) -> Iterator[ChunkStats]:
+        try:
+            yield from self._results
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._owner is None:
+            return
+        owner, self._owner = self._owner, None
+        if isinstance(owner, ThreadPoolExecutor):
+            owner.shutdown(wait=True, cancel_futures=True)
+        else:
+            owner.terminate()
+            owner.join()

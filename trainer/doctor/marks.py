@@ -295,16 +295,19 @@ def _rendered(tok: Any, conversations: list[Any], *, add_generation_prompt: bool
     variables, without the per-call deep copy (``_plain_template_data``) and checks that cost as
     much as the rendering; any other goes through ``apply_chat_template``. transformers' private
     template compiler: when it moves, everything goes through ``apply_chat_template``."""
+    compile_: Any = None
     try:
         from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        compile_ = _compile_jinja_template
     except ImportError:
-        _compile_jinja_template = None
-    if _compile_jinja_template is None or not conversations:
+        pass
+    if compile_ is None or not conversations:
         out: list[str] = tok.apply_chat_template(
             conversations, tokenize=False, add_generation_prompt=add_generation_prompt, tools=None
         )
         return out
-    template = _compile_jinja_template(tok.get_chat_template(None, None))
+    template = compile_(tok.get_chat_template(None, None))
     variables = dict(tok.special_tokens_map)
     return [
         template.render(

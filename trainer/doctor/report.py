@@ -319,8 +319,18 @@ def _measure(
     if progress:
         progress(0, total)
     head = [ex for _, ex in examples[:sample]]
+    # the batched chunks start before TRL's preparation of the sample rows (which starts a
+    # thread, after which the workers could not fork) and are thrown away if the marks differ
+    batched = all_chunk_stats(examples, ctx, batched=True)
     exact_head = trl_encode(head, ctx)
     agreed = _same_marks(exact_head, batch_encode(head, ctx))
+    if agreed:
+        chunk_stats = batched
+    else:
+        close = getattr(batched, "close", None)
+        if close is not None:
+            close()
+        chunk_stats = all_chunk_stats(examples, ctx, batched=False)
     notes = (
         []
         if agreed
@@ -353,7 +363,7 @@ def _measure(
     dropped_lines: list[int] = []
     first_truncated: tuple[int, dict[str, Any]] | None = None
     done = 0
-    for stats in all_chunk_stats(examples, ctx, batched=agreed):
+    for stats in chunk_stats:
         lengths += stats.lengths
         truncated_lines += stats.truncated_lines
         dropped_lines += stats.dropped_lines
