@@ -60,10 +60,13 @@ class Beside(Generic[T]):
     def _child(self, sender: Connection) -> None:
         value, error, seconds = self._timed()
         try:
-            sender.send((value, error, seconds))
-        except (pickle.PicklingError, TypeError, AttributeError):
-            # an error that does not pickle: the parent runs the function again to raise it
-            sender.send((None, None, -1.0))
+            try:
+                sender.send((value, error, seconds))
+            except (pickle.PicklingError, TypeError, AttributeError):
+                # an error that does not pickle: the parent runs the function again to raise it
+                sender.send((None, None, -1.0))
+        except OSError:  # the parent is gone (stopped): nobody to tell
+            pass
         sender.close()
 
     def result(self) -> T:
