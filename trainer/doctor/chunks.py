@@ -1,9 +1,10 @@
 """Every example's token counts and cut, a chunk of examples at a time, on both cores.
 
 Chat-template rendering is Python (one core at a time under the GIL) and the tokenizer is Rust.
-Where the platform can ``fork`` and the process has no other Python thread, the chunks go to two
-forked worker processes, each rendering and tokenising its own chunks (the tokenizer single-threaded
-in each, so the two never oversubscribe the cores); only each chunk's small statistics come back.
+Where the platform can ``fork`` and the process has no other Python thread, the chunks go to
+forked worker processes, one a core (two at least), each rendering and tokenising its own chunks
+(the tokenizer single-threaded in each, so they never oversubscribe the cores); only each chunk's
+small statistics come back.
 Elsewhere two threads share the work (one renders while the other's tokenisation runs without the
 GIL). The statistics are the same either way, in chunk order.
 """
@@ -21,7 +22,17 @@ from typing import Any
 from trainer.doctor.marks import EncodeContext, batch_encode, cut, trl_encode
 
 CHUNK = 2000  # examples tokenised per batch (and per progress event)
-WORKERS = 2
+MAX_WORKERS = 8  # each holds a chunk's texts and encodings: memory grows with the count
+
+
+def _workers() -> int:
+    """One worker a core (each tokenises single-threaded), at least two, at most MAX_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        cores = os.cpu_count() or 2
+    return min(MAX_WORKERS, max(2, cores))
+
 
 Example = tuple[int, dict[str, Any]]  # (line, prepared example)
 
@@ -84,7 +95,7 @@ def all_chunk_stats(
         before = os.environ.get("TOKENIZERS_PARALLELISM")
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         try:
-            pool = multiprocessing.get_context("fork").Pool(WORKERS)
+            pool = multiprocessing.get_context("fork").Pool(_workers())
         finally:
             if before is None:
                 os.environ.pop("TOKENIZERS_PARALLELISM", None)
@@ -92,7 +103,7 @@ def all_chunk_stats(
                 os.environ["TOKENIZERS_PARALLELISM"] = before
             _SHARED = None  # the workers have their copy
         return _Closing(pool, pool.imap(_worker_stats, starts))
-    threads = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="doctor-encode")
+    threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="doctor-encode")
     results = threads.map(
         lambda start: chunk_stats(examples[start : start + CHUNK], ctx, batched=batched), starts
     )
