@@ -216,6 +216,7 @@ def test_resume_of_a_cancelled_runpod_job_continues_on_a_new_pod_with_the_run_di
     assert "in all" in out  # the meter counts the first pod too
     with Store() as store:
         assert store.require_job(job_id).status == "completed"
-        assert [p["step"] for p in store.metrics(job_id)] == list(range(1, 11))
+        steps = [p["step"] for p in store.metrics(job_id)]
+        assert steps == list(range(1, 11)), (steps, store.alerts(job_id), out)
         assert len(store.list_resources(job_id=job_id)) == 2
     assert len(fake_runpod.pods) == 2 and fake_runpod.live_pods() == []

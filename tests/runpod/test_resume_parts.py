@@ -158,3 +158,32 @@ def test_the_agent_unpacks_the_checkpoint_into_the_output_folder_before_the_trai
     assert phase == "failed"
     assert "checkpoint-2: not a complete checkpoint, no model or adapter weights" in log, log
     assert not (tmp_path / "pod/files" / CHECKPOINT_UPLOAD).exists()
+
+
+def test_points_the_polling_missed_are_read_from_the_downloaded_event_log(tmp_path: Path) -> None:
+    """A pod stopped before its last lines were polled: collecting stores them from the event
+    log that came home (metrics only, each once), so a resume leaves no gap."""
+    from app.core.ingest import Ingestor
+    from app.core.runpod.poller import EventFeed, unread_metric_lines
+    from app.core.store import Store
+
+    store = Store(tmp_path / "store.sqlite")
+    job = store.create_job(name="j", method="sft", model="m", target="runpod")
+    lines = [
+        {"seq": n, "kind": "metric", "job_id": job.id, "data": {"step": n, "train_loss": 1.0}}
+        for n in (1, 2, 3, 4, 6)
+    ]
+    lines.insert(4, {"seq": 5, "kind": "alert", "job_id": job.id, "data": {"type": "job_failed"}})
+    log = tmp_path / "events.jsonl"
+    log.write_text("\n".join(json.dumps(line) for line in lines) + '\n{"seq": 7, "ki')
+    # seq 1-3 were polled and stored while the pod ran
+    store.add_metrics(job.id, [{"step": n, "train_loss": 1.0} for n in (1, 2, 3)])
+    feed = EventFeed(store, Ingestor(store), job.id, last_seq=3)
+    missed = unread_metric_lines(log, feed.last_seq)
+    assert [line["seq"] for line in missed] == [4, 6]
+    feed.feed(missed)
+    assert [p["step"] for p in store.metrics(job.id)] == [1, 2, 3, 4, 6]
+    assert store.alerts(job.id) == [] and store.require_job(job.id).status == "queued"
+    assert unread_metric_lines(log, feed.last_seq) == []
+    assert unread_metric_lines(tmp_path / "absent.jsonl", 0) == []
+    store.close()

@@ -81,7 +81,7 @@ from app.core.runpod.pod_setup import (
     talks_to_hub,
     write_private,
 )
-from app.core.runpod.poller import EventFeed
+from app.core.runpod.poller import EventFeed, unread_metric_lines
 from app.core.runpod.resume import (
     CHECKPOINT_UPLOAD,
     checkpoint_to_resume,
@@ -93,6 +93,7 @@ from app.core.runpod.watch import check_money, limits_reached, refuse_spent_budg
 from app.core.store import Store
 from app.core.tokens import hash_token, new_job_token
 from trainer.config import ConfigError, RunConfig, parse_config
+from trainer.events import EVENT_LOG_NAME
 
 log = logging.getLogger(__name__)
 
@@ -515,6 +516,15 @@ class RunPodLauncher:
         with contextlib.suppress(AgentUnreachable, AgentError):
             await agent.collected()
         self._say(run, f"{len(artifacts)} artifact file(s) downloaded to {output}")
+        # points the polling missed (a stop that outran it): a resume continues after them
+        missed = await asyncio.to_thread(
+            unread_metric_lines, output / EVENT_LOG_NAME, run.feed.last_seq
+        )
+        if missed:
+            log.info(
+                "job %s: %d point(s) read from the downloaded event log", run.job_id, len(missed)
+            )
+            run.feed.feed(missed)
 
     async def _terminate(self, run: CloudJobRun) -> None:
         if run.pod_id is None:

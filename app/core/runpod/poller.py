@@ -11,9 +11,11 @@ down.)
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app.core.ingest import Ingestor, InvalidPayload
@@ -101,6 +103,24 @@ class EventFeed:
             log.warning("job %s: alert refused: %s", self.job_id, err)
             return False
         return True
+
+
+def unread_metric_lines(path: Path, after: int) -> list[dict[str, Any]]:
+    """The metric lines of a downloaded event log with ``seq > after``: what the polling never
+    reached when the pod was stopped before its last lines were read (torn lines skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    found = []
+    for raw in text.splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and line.get("kind") == "metric" and _seq(line) > after:
+            found.append(line)
+    return found
 
 
 def _seq(line: Mapping[str, Any]) -> int:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from app.core.launcher import LaunchError
 from trainer.checkpoints import latest_complete_checkpoint
+from trainer.events import EVENT_LOG_NAME
 
 CHECKPOINT_UPLOAD = "checkpoint.tar.gz"  # the agent's upload name for it (pod_agent.UPLOAD_NAME)
-EVENT_LOG_NAME = "events.jsonl"
 
 
 def checkpoint_to_resume(job_id: str, output_dir: Path) -> Path:
