@@ -10,6 +10,7 @@ raises what it raised, in the caller's thread. Light module.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import pickle
 import threading
@@ -41,7 +42,11 @@ class Beside(Generic[T]):
             receiver, sender = ctx.Pipe(duplex=False)
             self._conn = receiver
             self._proc = ctx.Process(target=self._child, args=(sender,), name=name, daemon=True)
-            self._proc.start()
+            gc.freeze()  # the child's collector leaves the inherited objects' pages unwritten
+            try:
+                self._proc.start()
+            finally:
+                gc.unfreeze()
             sender.close()
         else:
             self._thread = threading.Thread(target=self._run, name=name, daemon=True)

@@ -11,6 +11,7 @@ GIL). The statistics are the same either way, in chunk order.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -94,9 +95,11 @@ def all_chunk_stats(
         # one tokenizer thread per worker, and no "forked after parallelism" warning
         before = os.environ.get("TOKENIZERS_PARALLELISM")
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        gc.freeze()  # the children's collector leaves the inherited objects' pages unwritten
         try:
             pool = multiprocessing.get_context("fork").Pool(_workers())
         finally:
+            gc.unfreeze()
             if before is None:
                 os.environ.pop("TOKENIZERS_PARALLELISM", None)
             else:
