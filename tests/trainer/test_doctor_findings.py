@@ -258,3 +258,28 @@ def test_no_cut_findings_when_every_row_fits(tmp_path: Path) -> None:
     report = run_doctor(cfg, base_dir=tmp_path, sample=2)
     assert report.truncated == 0 and report.dropped == 0 and report.findings == []
     assert report.histogram["over_max_length"] == 0 and len(report.samples) == 2
+
+
+def test_near_duplicate_signatures_are_the_same_in_every_process() -> None:
+    """The same file gives the same findings every run: nothing hangs on Python's per-process
+    string hashes."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from trainer.doctor.near_dup import normalised_words, signatures\n"
+        "texts = ['the quick brown fox jumps over the lazy dog', 'caf\u00e9 au lait s il vous']\n"
+        "print(signatures([normalised_words(t)[1] for t in texts]).tolist())\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1

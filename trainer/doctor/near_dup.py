@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from collections import defaultdict
 from typing import Any
 
@@ -67,7 +68,9 @@ def signatures(word_lists: list[list[str]]) -> Any:
             words = words[: MAX_SHINGLES + 2]
             if len(words) < 3:
                 continue
-            hashes.extend(map(hash, words))
+            # crc32, not hash(): str hashes change with every process, and the same file must
+            # give the same findings every time (C functions both: no Python call a word)
+            hashes.extend(map(zlib.crc32, map(str.encode, words)))
             owners.extend([row] * len(words))
         if not hashes:
             continue
