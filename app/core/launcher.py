@@ -208,6 +208,20 @@ def resume_config(cfg: RunConfig) -> RunConfig:
     return cfg.model_copy(update={"checkpoint": checkpoint})
 
 
+def stored_resume_config(job: Job) -> RunConfig:
+    """``resume_config`` of the config a job was launched with (every launcher's resume), or a
+    LaunchError when that config no longer validates."""
+    from trainer.config import ConfigError, parse_config
+
+    try:
+        return resume_config(parse_config(job.config()))
+    except ConfigError as err:
+        raise LaunchError(
+            f"job {job.id}'s stored config no longer validates: {err}",
+            "Start a new run from an edited copy of the config.",
+        ) from err
+
+
 SECRET_VARIABLES = frozenset({"JOB_TOKEN", "INTERNAL_API_KEY", "HF_TOKEN"})
 
 

@@ -39,15 +39,15 @@ from app.core.launcher import (
     ReceiverAddress,
     contract_env,
     output_dir_conflict,
-    resume_config,
     secret_free_env_view,
+    stored_resume_config,
     work_dir_of,
 )
 from app.core.processes import process_start_time, same_process, signal_group
 from app.core.store import Store
 from app.core.tokens import hash_token, new_job_token
 from app.core.trainer_python import clean_environment, launch_python
-from trainer.config import ConfigError, RunConfig, parse_config
+from trainer.config import RunConfig
 from trainer.events import EVENT_LOG_NAME
 
 log = logging.getLogger(__name__)
@@ -255,13 +255,7 @@ class LocalLauncher:
                 f"job {job_id} ran on {job.target}, not on this computer",
                 "Duplicate it as a new run; its downloaded checkpoints are in its output folder.",
             )
-        try:
-            cfg = resume_config(parse_config(job.config()))
-        except ConfigError as err:
-            raise LaunchError(
-                f"job {job_id}'s stored config no longer validates: {err}",
-                "Start a new run from an edited copy of the config.",
-            ) from err
+        cfg = stored_resume_config(job)
         # a job turns final on its last alert while the trainer may still be saving: starting
         # a second trainer on the same output folder then would race the first one's files
         running = self._runs.get(job_id)

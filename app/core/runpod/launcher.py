@@ -53,7 +53,7 @@ from app.core.launcher import (
     LaunchStatus,
     OutputCallback,
     contract_env,
-    resume_config,
+    stored_resume_config,
     work_dir_of,
 )
 from app.core.runpod import trainer_bundle
@@ -704,13 +704,7 @@ class RunPodLauncher:
                 f"job {job_id}'s pod {live[0].resource_id} is not confirmed terminated",
                 "Terminate it from File ▸ Cloud pods… (or `tunedeck pods`), then resume.",
             )
-        try:
-            cfg = resume_config(parse_config(job.config()))
-        except ConfigError as err:
-            raise LaunchError(
-                f"job {job_id}'s stored config no longer validates: {err}",
-                "Start a new run from an edited copy of the config.",
-            ) from err
+        cfg = stored_resume_config(job)
         work_dir = work_dir_of(job, cfg, self.base_dir)  # where its checkpoints came home
         output = cfg.resolved_output_dir(work_dir)
         checkpoint = checkpoint_to_resume(job_id, output)
