@@ -193,7 +193,9 @@ def test_resume_of_a_cancelled_runpod_job_continues_on_a_new_pod_with_the_run_di
     from tests.runpod.cloud_helpers import cloud_launcher
 
     point_app_at(fake_runpod, monkeypatch)
-    cfg = cloud_config(max_steps=10)
+    # long enough that the cancel lands mid-run even when the points reach the app late
+    steps_in_all = 60
+    cfg = cloud_config(max_steps=steps_in_all)
     (tmp_path / "elsewhere").mkdir()
 
     async def cancelled_mid_run() -> str:
@@ -217,6 +219,6 @@ def test_resume_of_a_cancelled_runpod_job_continues_on_a_new_pod_with_the_run_di
     with Store() as store:
         assert store.require_job(job_id).status == "completed"
         steps = [p["step"] for p in store.metrics(job_id)]
-        assert steps == list(range(1, 11)), (steps, store.alerts(job_id), out)
+        assert steps == list(range(1, steps_in_all + 1)), (steps, store.alerts(job_id), out)
         assert len(store.list_resources(job_id=job_id)) == 2
     assert len(fake_runpod.pods) == 2 and fake_runpod.live_pods() == []

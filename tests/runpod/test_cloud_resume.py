@@ -21,7 +21,8 @@ from tests.runpod.fake_runpod import FakeRunPod
 from tests.runpod.test_cloud_e2e import assert_the_key_never_reached_the_pod
 from trainer.checkpoints import checkpoint_folders, checkpoint_step, latest_complete_checkpoint
 
-MAX_STEPS = 14
+# long enough that the cancel lands mid-run even when the points reach the app late
+MAX_STEPS = 60
 
 
 async def _wait_for_points(store: Store, job_id: str, count: int) -> None:
