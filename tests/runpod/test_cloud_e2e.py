@@ -187,7 +187,8 @@ def test_dropped_app_and_unreachable_agent_every_point_arrives_once(
     """The launcher is dropped mid-run (the app closed); the proxy then fails for a while; a
     new launcher reattaches from the stored seq; every step arrives, none twice."""
     point_app_at(fake_runpod, monkeypatch)
-    cfg = cloud_config(max_steps=10)
+    steps = 40  # long enough that the first launcher leaves mid-run when points come late
+    cfg = cloud_config(max_steps=steps)
     store = Store()
     ingestor = Ingestor(store)
     stored_batches: list[tuple[int, ...]] = []
@@ -216,7 +217,7 @@ def test_dropped_app_and_unreachable_agent_every_point_arrives_once(
     job_id = asyncio.run(run())
     job = store.require_job(job_id)
     assert job.status == "completed", job.error
-    assert [p["step"] for p in store.metrics(job_id)] == list(range(1, 11))
+    assert [p["step"] for p in store.metrics(job_id)] == list(range(1, steps + 1))
     fed = [step for batch in stored_batches for step in batch]
     assert sorted(fed) == sorted(set(fed)), "a point was fed twice"
     assert [a["type"] for a in store.alerts(job_id)].count("job_started") == 1
