@@ -240,7 +240,14 @@ def run(cfg: RunConfig, execution_id: str, *, base_dir: Path | None = None) -> R
         resumed_from = _checkpoint_step(resume)
         started = time.monotonic()
         if session.stop_reason is None:  # else a stop came during a preliminary phase
-            trainer.train(resume_from_checkpoint=resume)
+            if resume is not None and _holds_every_step(resume, cfg) and _loads_itself(trainer):
+                # transformers trains a step before it first checks max_steps, so resuming from
+                # the last step's checkpoint (a stop that landed there) would train past the
+                # end: load it and finish instead
+                _load_finished(trainer, resume)
+                session.training_started(trainer.state)
+            else:
+                trainer.train(resume_from_checkpoint=resume)
 
         result = RunResult(
             exit_code=0,
@@ -269,6 +276,39 @@ def _checkpoint_step(resume: str | None) -> int | None:
         return int(state["global_step"])
     except (OSError, ValueError, KeyError):
         return None
+
+
+def _holds_every_step(resume: str, cfg: RunConfig) -> bool:
+    """Whether the checkpoint was saved at (or past) this run's last planned step: the config's
+    ``max_steps``, else (a run planned in epochs, the same epochs as the checkpoint's) the total
+    the checkpoint's run planned."""
+    try:
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        if cfg.training.max_steps:
+            planned = cfg.training.max_steps
+        elif float(state.get("num_train_epochs") or 0) == cfg.training.num_train_epochs:
+            planned = int(state.get("max_steps") or 0)
+        else:
+            return False  # the epochs changed: transformers works the total out
+        return planned > 0 and int(state["global_step"]) >= planned
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _loads_itself(trainer: Any) -> bool:
+    """DeepSpeed and FSDP load a checkpoint only inside train(): those resume by training."""
+    return not (
+        getattr(trainer, "is_deepspeed_enabled", False)
+        or getattr(trainer, "is_fsdp_enabled", False)
+    )
+
+
+def _load_finished(trainer: Any, resume: str) -> None:
+    """The checkpoint's weights and state, as train() would load them before its first step."""
+    from transformers.trainer_callback import TrainerState
+
+    trainer._load_from_checkpoint(resume)  # what Trainer.train itself calls to resume
+    trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
 
 
 def _finish(

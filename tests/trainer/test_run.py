@@ -131,6 +131,31 @@ def test_resumed_run_continues_from_its_checkpoint_step(tmp_path: Path) -> None:
     assert steps == [5, 6]
 
 
+def test_resuming_from_the_last_steps_checkpoint_trains_nothing_more_and_finishes(
+    tmp_path: Path,
+) -> None:
+    """A stop that landed on the last step leaves a checkpoint holding every planned step;
+    transformers would train one step past max_steps before checking it. The resume loads the
+    checkpoint and finishes: the final model, job_completed at that step, no step 5."""
+    first = run(config(tmp_path), "part-1", base_dir=tmp_path)
+    assert first.global_step == 4
+    out = tmp_path / "out"
+    (out / "adapter_model.safetensors").unlink()  # as a stopped run leaves it: no final model
+    cfg = config(tmp_path, checkpoint={"resume_from_checkpoint": "latest"})
+    second = run(cfg, "part-2", base_dir=tmp_path)
+    assert second.resumed_from_step == 4 and second.global_step == 4
+    assert (out / "adapter_model.safetensors").is_file()
+    log = events(out)
+    mine = [e for e in log if e["data"].get("job_id") == "part-2"]
+    assert not [e for e in mine if e["kind"] == "metric" and e["data"].get("step", 0) > 4]
+    kinds = [e["data"]["type"] for e in mine if e["kind"] == "alert"]
+    assert kinds == ["job_started", "job_completed"]
+    [done] = [
+        e["data"] for e in mine if e["kind"] == "alert" and e["data"]["type"] == "job_completed"
+    ]
+    assert done["current_step"] == 4
+
+
 def test_resume_latest_with_no_checkpoint_fails_before_training(tmp_path: Path) -> None:
     cfg = config(tmp_path, checkpoint={"resume_from_checkpoint": "latest"})
     with pytest.raises(ConfigError, match="found no checkpoint"):
