@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import os
 import subprocess
@@ -25,9 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from app.core import paths
+from app.core.event_log import events_of_job
 from app.core.ingest import Ingestor
 from app.core.jobs import Job, is_final
 from app.core.launcher import (
@@ -499,36 +499,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def events_of_job(
-    path: Path, job_id: str, offset: int = 0
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Metric points and alerts of ``job_id`` in an event log, from byte ``offset``.
-
-    Every line of a current trainer names its job at top level (``job_id``); lines of another
-    job are skipped, so a folder that several jobs wrote to is read correctly. A line without
-    ``job_id`` comes from an older trainer: it is taken as this job's, because the launcher
-    refuses to start a second run into a folder a running job uses, and the caller reads from
-    where this run's events began, so such a trainer had the folder (from ``offset`` on) alone.
-    """
-    points: list[dict[str, Any]] = []
-    alerts: list[dict[str, Any]] = []
-    with path.open("rb") as f:
-        f.seek(offset)
-        for raw in f:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue  # a line cut by a crash
-            data = event.get("data") if isinstance(event, dict) else None
-            if not isinstance(data, dict):
-                continue
-            owner = event.get("job_id")
-            if owner is not None and owner != job_id:
-                continue
-            if event.get("kind") == "alert" and data.get("job_id", job_id) == job_id:
-                alerts.append(data)
-            elif event.get("kind") == "metric" and "step" in data:
-                points.append(data)
-    return points, alerts

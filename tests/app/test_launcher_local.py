@@ -18,10 +18,11 @@ import pytest
 from fake_jobs import API_KEY, FAKE_TRAINER
 
 from app.core import paths
+from app.core.event_log import events_of_job
 from app.core.ingest import Ingestor
 from app.core.jobs import Job
 from app.core.launcher import LaunchError, ReceiverAddress, contract_env, create_job_for
-from app.core.launcher_local import LocalLauncher, events_of_job
+from app.core.launcher_local import LocalLauncher
 from app.core.processes import process_start_time
 from app.core.receiver import ReceiverServer
 from app.core.store import Store

@@ -11,13 +11,13 @@ down.)
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.core.event_log import event_lines
 from app.core.ingest import Ingestor, InvalidPayload
 from app.core.jobs import STATUS_AFTER_ALERT, is_final
 from app.core.store import Store
@@ -109,18 +109,13 @@ def unread_metric_lines(path: Path, after: int) -> list[dict[str, Any]]:
     """The metric lines of a downloaded event log with ``seq > after``: what the polling never
     reached when the pod was stopped before its last lines were read (torn lines skipped)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        return [
+            line
+            for line in event_lines(path)
+            if line.get("kind") == "metric" and _seq(line) > after
+        ]
     except OSError:
         return []
-    found = []
-    for raw in text.splitlines():
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(line, dict) and line.get("kind") == "metric" and _seq(line) > after:
-            found.append(line)
-    return found
 
 
 def _seq(line: Mapping[str, Any]) -> int:
