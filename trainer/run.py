@@ -237,10 +237,15 @@ def run(cfg: RunConfig, execution_id: str, *, base_dir: Path | None = None) -> R
         )
         trainer = build_trainer(ctx)
         session.attach(trainer)
-        resumed_from = _checkpoint_step(resume)
+        checkpoint_state = _checkpoint_state(resume)
+        resumed_from = _checkpoint_step(checkpoint_state)
         started = time.monotonic()
         if session.stop_reason is None:  # else a stop came during a preliminary phase
-            if resume is not None and _holds_every_step(resume, cfg) and _loads_itself(trainer):
+            if (
+                resume is not None
+                and _holds_every_step(checkpoint_state, cfg)
+                and _loads_itself(trainer)
+            ):
                 # transformers trains a step before it first checks max_steps, so resuming from
                 # the last step's checkpoint (a stop that landed there) would train past the
                 # end: load it and finish instead
@@ -268,31 +273,39 @@ def run(cfg: RunConfig, execution_id: str, *, base_dir: Path | None = None) -> R
     return result
 
 
-def _checkpoint_step(resume: str | None) -> int | None:
+def _checkpoint_state(resume: str | None) -> dict[str, Any]:
+    """The resumed checkpoint's ``trainer_state.json`` ({} when none, or unreadable)."""
     if not resume:
-        return None
+        return {}
     try:
         state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _checkpoint_step(state: dict[str, Any]) -> int | None:
+    try:
         return int(state["global_step"])
-    except (OSError, ValueError, KeyError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 
-def _holds_every_step(resume: str, cfg: RunConfig) -> bool:
+def _holds_every_step(state: dict[str, Any], cfg: RunConfig) -> bool:
     """Whether the checkpoint was saved at (or past) this run's last planned step: the config's
     ``max_steps``, else (a run planned in epochs, the same epochs as the checkpoint's) the total
     the checkpoint's run planned."""
+    step = _checkpoint_step(state)
     try:
-        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
         if cfg.training.max_steps:
             planned = cfg.training.max_steps
         elif float(state.get("num_train_epochs") or 0) == cfg.training.num_train_epochs:
             planned = int(state.get("max_steps") or 0)
         else:
             return False  # the epochs changed: transformers works the total out
-        return planned > 0 and int(state["global_step"]) >= planned
-    except (OSError, ValueError, KeyError, TypeError):
+    except (TypeError, ValueError):
         return False
+    return step is not None and planned > 0 and step >= planned
 
 
 def _loads_itself(trainer: Any) -> bool:
