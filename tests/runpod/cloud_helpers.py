@@ -3,7 +3,9 @@ and a launcher with short waits."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.core.ingest import Ingestor
+from app.core.launcher import create_job_for
 from app.core.runpod.client import RunPodClient
 from app.core.runpod.endpoints import API_URL_ENV, PROXY_TEMPLATE_ENV, runpod_endpoints
 from app.core.runpod.launcher import RunPodLauncher, Timeouts
@@ -66,3 +69,28 @@ async def cloud_launcher(
             yield launcher
         finally:
             await launcher.close()
+
+
+async def wait_for_points(
+    store: Store, job_id: str, count: int, timeout_s: float = RUN_TIMEOUT_S
+) -> None:
+    """Until the job has ``count`` points; fails if it ends first or time is up."""
+    deadline = time.monotonic() + timeout_s
+    while store.metric_count(job_id) < count:
+        job = store.require_job(job_id)
+        assert not job.is_final, f"the job ended ({job.status}) before {count} points: {job.error}"
+        assert time.monotonic() < deadline, f"fewer than {count} points in {timeout_s} s"
+        await asyncio.sleep(0.1)
+
+
+def run_to_end(store: Store, cfg: RunConfig, base_dir: Path) -> str:
+    """A cloud job for ``cfg`` started with a fresh launcher and followed to its end; its id."""
+
+    async def run() -> str:
+        async with cloud_launcher(store, Ingestor(store), base_dir) as launcher:
+            job = create_job_for(store, cfg, target="runpod")
+            await launcher.start(job, cfg)
+            await asyncio.wait_for(launcher.wait(job.id), RUN_TIMEOUT_S)
+            return job.id
+
+    return asyncio.run(run())

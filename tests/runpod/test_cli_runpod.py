@@ -190,7 +190,7 @@ def test_resume_of_a_cancelled_runpod_job_continues_on_a_new_pod_with_the_run_di
     """Cancelled mid-run through the launcher, then `tunedeck resume JOB` from another folder:
     the checkpoint found where the job ran, the same progress and phase lines, two pods ended."""
     from app.core.ingest import Ingestor
-    from tests.runpod.cloud_helpers import cloud_launcher
+    from tests.runpod.cloud_helpers import cloud_launcher, wait_for_points
 
     point_app_at(fake_runpod, monkeypatch)
     # long enough that the cancel lands mid-run even when the points reach the app late
@@ -203,9 +203,7 @@ def test_resume_of_a_cancelled_runpod_job_continues_on_a_new_pod_with_the_run_di
             async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
                 job = create_job_for(store, cfg, target="runpod")
                 await launcher.start(job, cfg)
-                while store.metric_count(job.id) < 3:
-                    assert not store.require_job(job.id).is_final
-                    await asyncio.sleep(0.1)
+                await wait_for_points(store, job.id, 3)
                 await asyncio.wait_for(launcher.cancel(job.id), 180)
                 return job.id
 

@@ -17,7 +17,14 @@ from app.core.ingest import Ingestor
 from app.core.launcher import LaunchError, create_job_for
 from app.core.runpod.cost import PHASES
 from app.core.store import Store
-from tests.runpod.cloud_helpers import RUN_TIMEOUT_S, cloud_config, cloud_launcher, point_app_at
+from tests.runpod.cloud_helpers import (
+    RUN_TIMEOUT_S,
+    cloud_config,
+    cloud_launcher,
+    point_app_at,
+    run_to_end,
+    wait_for_points,
+)
 from tests.runpod.fake_runpod import ACCOUNT_KEY, FakeRunPod
 from trainer.config import RunConfig
 
@@ -171,15 +178,6 @@ def test_a_bad_key_is_a_clear_error(
     store.close()
 
 
-async def _wait_for_points(store: Store, job_id: str, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while store.metric_count(job_id) < count:
-        job = store.require_job(job_id)
-        assert not job.is_final, f"the job ended ({job.status}) before {count} points: {job.error}"
-        assert time.monotonic() < deadline, f"fewer than {count} points in {timeout_s} s"
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.slow
 def test_dropped_app_and_unreachable_agent_every_point_arrives_once(
     fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -204,7 +202,7 @@ def test_dropped_app_and_unreachable_agent_every_point_arrives_once(
         async with cloud_launcher(store, ingestor, tmp_path) as first:
             job = create_job_for(store, cfg, target="runpod")
             await first.start(job, cfg)
-            await _wait_for_points(store, job.id, 2, RUN_TIMEOUT_S)
+            await wait_for_points(store, job.id, 2)
         # the first launcher is closed: its polling stopped, the pod runs on
         row = store.get_cloud_run(job.id)
         assert row is not None and row.phase == "training" and row.last_seq > 0
@@ -234,14 +232,7 @@ def test_the_budget_stops_the_run_and_terminates_the_pod(
     cfg = cloud_config(max_steps=400, gpu_type="NVIDIA H100 80GB HBM3", budget_usd=0.012)
     store = Store()
 
-    async def run() -> str:
-        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
-            job = create_job_for(store, cfg, target="runpod")
-            await launcher.start(job, cfg)
-            await asyncio.wait_for(launcher.wait(job.id), RUN_TIMEOUT_S)
-            return job.id
-
-    job_id = asyncio.run(run())
+    job_id = run_to_end(store, cfg, tmp_path)
     job = store.require_job(job_id)
     types = [a["type"] for a in store.alerts(job_id)]
     assert "budget_warning" in types
@@ -326,7 +317,7 @@ def test_cancel_downloads_the_checkpoint_then_terminates_the_pod(
         async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
             job = create_job_for(store, cfg, target="runpod")
             await launcher.start(job, cfg)
-            await _wait_for_points(store, job.id, 3, RUN_TIMEOUT_S)
+            await wait_for_points(store, job.id, 3)
             await asyncio.wait_for(launcher.cancel(job.id), RUN_TIMEOUT_S)
             assert not launcher.status(job.id).running
             return job.id
@@ -355,14 +346,7 @@ def test_at_its_max_runtime_a_cloud_run_stops_with_a_checkpoint_and_the_pod_ends
     cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update=limits)})
     store = Store()
 
-    async def run() -> str:
-        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
-            job = create_job_for(store, cfg, target="runpod")
-            await launcher.start(job, cfg)
-            await asyncio.wait_for(launcher.wait(job.id), RUN_TIMEOUT_S)
-            return job.id
-
-    job_id = asyncio.run(run())
+    job_id = run_to_end(store, cfg, tmp_path)
     job = store.require_job(job_id)
     assert job.status == "cancelled", job.error
     types = [a["type"] for a in store.alerts(job_id)]
@@ -396,7 +380,7 @@ def test_when_the_app_vanishes_the_pod_terminates_itself_after_the_grace_time(
         async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
             job = create_job_for(store, cfg, target="runpod")
             await launcher.start(job, cfg)
-            await _wait_for_points(store, job.id, 1, RUN_TIMEOUT_S)
+            await wait_for_points(store, job.id, 1)
         assert not store.require_job(job.id).is_final, "the run ended before the app left"
         # the app is gone; the run finishes and nobody collects it
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -429,14 +413,7 @@ def test_a_trainer_that_fails_on_the_pod_fails_the_job_and_ends_the_pod(
     cfg = cfg.model_copy(update={"method": "dpo"})
     store = Store()
 
-    async def run() -> str:
-        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
-            job = create_job_for(store, cfg, target="runpod")
-            await launcher.start(job, cfg)
-            await asyncio.wait_for(launcher.wait(job.id), RUN_TIMEOUT_S)
-            return job.id
-
-    job_id = asyncio.run(run())
+    job_id = run_to_end(store, cfg, tmp_path)
     job = store.require_job(job_id)
     assert job.status == "failed"
     assert "preference" in (job.error or "") or "chosen" in (job.error or ""), job.error

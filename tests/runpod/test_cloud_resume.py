@@ -6,31 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from app.core.ingest import Ingestor
+from app.core.jobs import Job
 from app.core.launcher import LaunchError, create_job_for
 from app.core.runpod.cost import EARLIER
 from app.core.runpod.resume import CHECKPOINT_UPLOAD
 from app.core.store import Store
-from tests.runpod.cloud_helpers import RUN_TIMEOUT_S, cloud_config, cloud_launcher, point_app_at
+from tests.runpod.cloud_helpers import (
+    RUN_TIMEOUT_S,
+    cloud_config,
+    cloud_launcher,
+    point_app_at,
+    wait_for_points,
+)
 from tests.runpod.fake_runpod import FakeRunPod
 from tests.runpod.test_cloud_e2e import assert_the_key_never_reached_the_pod
 from trainer.checkpoints import checkpoint_folders, checkpoint_step, latest_complete_checkpoint
 
 # long enough that the cancel lands mid-run even when the points reach the app late
 MAX_STEPS = 60
-
-
-async def _wait_for_points(store: Store, job_id: str, count: int) -> None:
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while store.metric_count(job_id) < count:
-        assert not store.require_job(job_id).is_final, store.require_job(job_id).error
-        assert time.monotonic() < deadline, f"fewer than {count} points in {RUN_TIMEOUT_S} s"
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -56,7 +54,7 @@ def test_a_cancelled_cloud_run_resumes_on_a_new_pod_from_its_checkpoint(
         async with cloud_launcher(store, ingestor, tmp_path) as launcher:
             job = create_job_for(store, cfg, target="runpod")
             await launcher.start(job, cfg)
-            await _wait_for_points(store, job.id, 3)
+            await wait_for_points(store, job.id, 3)
             await asyncio.wait_for(launcher.cancel(job.id), RUN_TIMEOUT_S)
             assert store.require_job(job.id).status == "cancelled"
             marks["fed"], marks["last"] = len(fed), store.require_job(job.id).current_step or 0
@@ -139,26 +137,34 @@ def test_a_cancelled_cloud_run_resumes_on_a_new_pod_from_its_checkpoint(
     store.close()
 
 
+def _ended_cloud_job(store: Store, base_dir: Path, status: str) -> tuple[Job, Path]:
+    """A cloud job in the store with ``status`` and the output folder it would have used."""
+    cfg = cloud_config()
+    job = create_job_for(store, cfg, target="runpod")
+    out = cfg.resolved_output_dir(base_dir)
+    store.update_job(job.id, output_dir=str(out))
+    return store.set_status(job.id, status), out
+
+
+def _refused_resume(store: Store, base_dir: Path, job_id: str) -> LaunchError:
+    async def run() -> LaunchError:
+        async with cloud_launcher(store, Ingestor(store), base_dir) as launcher:
+            with pytest.raises(LaunchError) as err:
+                await launcher.resume(job_id)
+            return err.value
+
+    return asyncio.run(run())
+
+
 def test_a_cloud_job_without_a_complete_checkpoint_is_not_resumed(
     fake_runpod: FakeRunPod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No pod is made for a resume that has nothing to continue from; the job stays as it was."""
     point_app_at(fake_runpod, monkeypatch)
-    cfg = cloud_config()
     store = Store()
-    job = create_job_for(store, cfg, target="runpod")
-    out = cfg.resolved_output_dir(tmp_path)
-    store.update_job(job.id, output_dir=str(out))
-    store.set_status(job.id, "cancelled")
+    job, out = _ended_cloud_job(store, tmp_path, "cancelled")
     (out / "checkpoint-2").mkdir(parents=True)  # cut short: no trainer_state.json
-
-    async def run() -> LaunchError:
-        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
-            with pytest.raises(LaunchError) as err:
-                await launcher.resume(job.id)
-            return err.value
-
-    err = asyncio.run(run())
+    err = _refused_resume(store, tmp_path, job.id)
     assert "no complete checkpoint to continue from" in str(err) and str(out) in str(err)
     assert "checkpoint-2" in str(err) and "duplicate" in err.hint
     assert fake_runpod.pods == {} and store.list_resources(job_id=job.id) == []
@@ -180,23 +186,12 @@ def test_a_running_or_completed_cloud_job_is_not_resumed(
 ) -> None:
     point_app_at(fake_runpod, monkeypatch)
     store = Store()
-    cfg = cloud_config()
-    job = create_job_for(store, cfg, target="runpod")
-    out = cfg.resolved_output_dir(tmp_path)
-    store.update_job(job.id, output_dir=str(out))
-    store.set_status(job.id, status)
+    job, out = _ended_cloud_job(store, tmp_path, status)
     state = out / "checkpoint-2" / "trainer_state.json"  # a checkpoint is there: still refused
     state.parent.mkdir(parents=True)
     state.write_text('{"global_step": 2}')
     (state.parent / "adapter_model.bin").write_bytes(b"w")
-
-    async def run() -> LaunchError:
-        async with cloud_launcher(store, Ingestor(store), tmp_path) as launcher:
-            with pytest.raises(LaunchError) as err:
-                await launcher.resume(job.id)
-            return err.value
-
-    err = asyncio.run(run())
+    err = _refused_resume(store, tmp_path, job.id)
     assert said in str(err) and hint in err.hint
     assert fake_runpod.pods == {}
     assert store.require_job(job.id).status == status
