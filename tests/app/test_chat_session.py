@@ -5,7 +5,6 @@ a second, held-out rows, release (also when idle), and a model that does not fit
 from __future__ import annotations
 
 import json
-import os
 import queue
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from app.core.chat_session import (
     job_targets,
 )
 from app.core.store import Store
+from tests.process_state import running
 from tests.trainer.chat_runs import ChatRun, store_job, trained_chat_run
 
 GREEDY = GenerationSettings(temperature=0, max_new_tokens=24)
@@ -65,15 +65,6 @@ class Collector:
             assert allow_error or event["event"] not in ("error", "exit"), event
             before.append(event)
         raise AssertionError(f"no {kind} event from {key} within {timeout_s} s")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] == "Z"
 
 
 def test_a_job_offers_its_model_checkpoints_and_base(chat_run: ChatRun, tmp_path: Path) -> None:
@@ -136,7 +127,7 @@ def test_sessions_stream_compare_stop_and_release(chat_run: ChatRun, tmp_path: P
         pid = first.process.proc.pid if first.process.proc else -1
         time.sleep(0.01)
         assert sorted(sessions.release_idle()) == sorted([tuned.key, base.key])
-        assert _gone(pid) and not first.running and sessions.sessions == {}
+        assert not running(pid) and not first.running and sessions.sessions == {}
     finally:
         sessions.release_all()
 

@@ -4,7 +4,6 @@ Every wait is bounded."""
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 import threading
@@ -15,6 +14,7 @@ import pytest
 
 from app.core.trainer_subprocess import TrainerProcess, TrainerProcessError
 from tests.conftest import REPO_ROOT
+from tests.process_state import running
 
 STREAMING = textwrap.dedent(
     """
@@ -53,16 +53,6 @@ def _script(code: str, **kwargs: Any) -> TrainerProcess:
     return TrainerProcess([], trainer_args=("-c", code), **kwargs)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0): read its state
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().split()[2] != "Z"
-
-
 def test_real_doctor_verb_streams_an_error_event_for_a_missing_dataset(tmp_path: Path) -> None:
     config = tmp_path / "run.json"
     config.write_text(
@@ -89,7 +79,7 @@ def test_events_stream_in_order_and_cancel_stops_the_whole_group() -> None:
     assert rest[-2:] == [{"event": "cancelled"}, {"event": "exit", "code": rest[-1]["code"]}]
     assert rest[-1]["code"] != 0
     assert proc.wait(5) == rest[-1]["code"]
-    assert not _alive(first["pid"])  # the verb's own child went with it
+    assert not running(first["pid"])  # the verb's own child went with it
 
 
 def test_a_crashing_verb_ends_with_a_readable_error() -> None:

@@ -17,6 +17,7 @@ import pytest
 from app.core.runpod.client import RunPodClient
 from app.core.runpod.errors import RunPodAuthError
 from app.core.runpod.models import Pod, PodRequest
+from tests.process_state import running
 from tests.runpod.fake_runpod import FakeRunPod, fake_runpod_server
 
 # A pod's "service": answers every request with its path, its pid, its environment and the pid
@@ -120,11 +121,11 @@ def test_terminate_kills_the_pods_processes_even_outside_its_group(
     service, detached = served["pid"], served["detached"]
     assert os.getpgid(detached) != os.getpgid(service)  # it left the pod's process group
     assert {service, detached} <= set(fake_runpod.alive_processes()[pod.id])
-    assert _running(service) and _running(detached)
+    assert running(service) and running(detached)
 
     terminate(fake_runpod, pod.id)
     assert fake_runpod.alive_processes() == {}
-    assert not _running(service) and not _running(detached)
+    assert not running(service) and not running(detached)
     assert fake_runpod.pod_status(pod.id) == "TERMINATED"
     assert httpx.get(proxy_url(fake_runpod, pod.id, "/")).status_code == 404
     assert (
@@ -250,15 +251,6 @@ def test_teardown_fails_on_a_request_the_schema_rejects(
         assert any("gpuTypeId" in e for e in answer.json()["errors"])
     assert "schema: POST /v2/pods: body" in str(caught.value)
     assert "gpuTypeId" in str(caught.value)
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a killed orphan may wait for a PID 1 that never reaps it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _bearer(key: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from pytestqt.qtbot import QtBot
 from app.core.chat_session import ChatCatalog
 from app.core.store import Store
 from app.ui.job_view import JobView
+from tests.process_state import running
 from tests.trainer.chat_runs import ChatRun, store_job, trained_chat_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -27,15 +27,6 @@ LOAD_MS = 240_000  # two processes importing torch on a busy two-core machine
 @pytest.fixture
 def chat_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> ChatRun:
     return trained_chat_run(tmp_path_factory.mktemp("chat"), tiny_model_dir)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] == "Z"
 
 
 def test_try_tab_chats_side_by_side_stops_runs_prompt_sets_and_releases(
@@ -126,7 +117,7 @@ def test_try_tab_chats_side_by_side_stops_runs_prompt_sets_and_releases(
     ]
     assert len(pids) == 2
     tab.close()
-    qtbot.waitUntil(lambda: all(_gone(pid) for pid in pids), timeout=10_000)
+    qtbot.waitUntil(lambda: not any(running(pid) for pid in pids), timeout=10_000)
     assert tab.sessions.sessions == {}
     store.close()
 
